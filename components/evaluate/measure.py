@@ -1,0 +1,169 @@
+"""Measure a candidate against its source, side by side, in one process.
+
+Accuracy, agreement, size and latency are measured for both models in the
+same run on the same execution provider, so ratios compare like with like.
+Where the target's provider is not installed, latency is *absent* and the
+reason is recorded: a latency gate then fails as "metric missing" rather
+than passing on a number from the wrong hardware.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from modelpress.core import artifacts
+from modelpress.core.config import FrozenConfig
+from modelpress.core.hardware import HardwareTarget
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+
+    from modelpress.core.data import DatasetSplits
+
+
+class EvaluateConfig(FrozenConfig):
+    split: str = Field(default="test", pattern="^(train|val|test)$", description="Split to score.")
+    batch_sizes: tuple[int, ...] = Field(
+        default=(1, 64), min_length=1, max_length=8, description="Batch sizes to time."
+    )
+    latency_runs: int = Field(
+        default=200, ge=5, le=100_000, description="Timed runs per model and batch size."
+    )
+    warmup_runs: int = Field(default=20, ge=0, le=10_000, description="Untimed runs first.")
+    threads: int | None = Field(
+        default=None, ge=1, le=256, description="ORT intra-op threads; None lets ORT choose."
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    candidate: dict[str, float]
+    source: dict[str, float]
+    comparison: dict[str, float]
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "candidate": self.candidate,
+            "source": self.source,
+            "comparison": self.comparison,
+            "environment": self.environment,
+        }
+
+
+def _session(path: Path, provider: str, threads: int | None) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
+
+
+def _logits(sess: ort.InferenceSession, x: np.ndarray, batch: int = 256) -> np.ndarray:
+    import numpy as np
+
+    name = sess.get_inputs()[0].name
+    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def _latency(
+    sessions: dict[str, ort.InferenceSession], x: np.ndarray, runs: int, warmup: int
+) -> dict[str, tuple[float, float]]:
+    """p50 and p95 in ms per model; runs alternate between models so drift hits both."""
+    import numpy as np
+
+    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    for _ in range(warmup):
+        for k, s in sessions.items():
+            s.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(runs):
+        for k, s in sessions.items():
+            t0 = time.perf_counter()
+            s.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t0) * 1e3)
+    return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) for k, v in times.items()}
+
+
+def evaluate(
+    candidate_dir: Path,
+    source_dir: Path,
+    data: DatasetSplits,
+    target: HardwareTarget,
+    config: EvaluateConfig,
+    progress: Any = None,
+) -> Evaluation:
+    import numpy as np
+    import onnxruntime as ort
+
+    say = progress or (lambda msg: None)
+    paths = {"candidate": artifacts.onnx_file(candidate_dir), "source": artifacts.onnx_file(source_dir)}
+    for name, path in paths.items():
+        artifacts.check_onnx(path, f"{name} model")
+    available = ort.get_available_providers()
+    usable = [p for p in target.execution_providers if p in available]
+    acc_provider = usable[0]  # CPUExecutionProvider is always last in the catalog
+    x, y = data.split(config.split)
+
+    out: dict[str, dict[str, float]] = {"candidate": {}, "source": {}}
+    logits = {}
+    for name, path in paths.items():
+        sess = _session(path, acc_provider, config.threads)
+        logits[name] = _logits(sess, x)
+        out[name]["accuracy"] = float((logits[name].argmax(1) == y).mean())
+        out[name]["size_bytes"] = float(path.stat().st_size)
+    say(f"accuracy: candidate {out['candidate']['accuracy']:.4f}, source {out['source']['accuracy']:.4f}")
+
+    env: dict[str, Any] = {
+        "target": target.name,
+        "accuracy_provider": acc_provider,
+        "onnxruntime": ort.__version__,
+        "machine": platform.machine(),
+        "cpu_flags": _cpu_flags(),
+    }
+    if target.provider in available:
+        env["latency_provider"] = target.provider
+        sessions = {n: _session(p, target.provider, config.threads) for n, p in paths.items()}
+        for b in config.batch_sizes:
+            xb = np.resize(x, (b, *x.shape[1:])).astype(np.float32)
+            lat = _latency(sessions, xb, config.latency_runs, config.warmup_runs)
+            for name, (p50, p95) in lat.items():
+                out[name][f"latency_p50_ms_b{b}"] = p50
+                out[name][f"latency_p95_ms_b{b}"] = p95
+            say(f"latency b{b}: candidate p50 {lat['candidate'][0]:.3f} ms, source {lat['source'][0]:.3f} ms")
+    else:
+        env["latency_unavailable"] = f"{target.provider} is not installed in this onnxruntime"
+
+    cand, src = logits["candidate"], logits["source"]
+    comparison = {
+        "top1_agreement": float((cand.argmax(1) == src.argmax(1)).mean()),
+        "max_abs_logit_diff": float(np.abs(cand - src).max()),
+        "size_ratio": out["candidate"]["size_bytes"] / out["source"]["size_bytes"],
+        "accuracy_delta": out["candidate"]["accuracy"] - out["source"]["accuracy"],
+    }
+    for b in config.batch_sizes:
+        key = f"latency_p50_ms_b{b}"
+        if key in out["candidate"]:
+            comparison[f"latency_ratio_b{b}"] = out["candidate"][key] / out["source"][key]
+    return Evaluation(out["candidate"], out["source"], comparison, env)
+
+
+def _cpu_flags() -> list[str]:
+    """The SIMD flags that decide INT8 speed; recorded next to every latency."""
+    wanted = {"avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd"}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return sorted(wanted & set(line.split(":", 1)[1].split()))
+    except OSError:
+        pass
+    return []

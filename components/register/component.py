@@ -1,0 +1,27 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Model
+
+from modelpress.components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def register(
+    recipe: str,
+    tracking_uri: str,
+    source: str,
+    candidate: Input[Model],
+    verdict: Input[Artifact],
+    report: Input[Markdown],
+    pipeline_run_id: str,
+) -> str:
+    """Register the candidate as a variant for its target, with lineage tags and an alias.
+
+    Idempotent: the same source version, config and target reuse the existing version.
+    """
+    from modelpress.components.steps import register_step
+    from modelpress.components.task import user_errors
+
+    with user_errors("register"):
+        return register_step(
+            recipe, tracking_uri, source, candidate.path, verdict.path, report.path, pipeline_run_id
+        )

@@ -1,0 +1,153 @@
+"""What each pipeline step does, as plain functions of paths and strings.
+
+The KFP components call these; so do the CLI's preflight checks and the
+tests. No kfp import here, and heavy imports stay inside the functions.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+NOTES_FILE = "technique_notes.json"
+
+
+def _say(msg: str) -> None:
+    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
+
+
+def _recipe(recipe_json: str):
+    from modelpress.core.config import parse_config
+    from modelpress.pipelines.recipe import Recipe
+
+    return parse_config(Recipe, recipe_json, "recipe")
+
+
+def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_out: Path) -> dict:
+    """Resolve the source URI, fetch the model, and materialise its dataset as .npz."""
+    from modelpress.core.data import load_dataset
+    from modelpress.errors import ModelpressError
+    from modelpress.registry import source as src
+    from modelpress.registry.store import connect
+    from modelpress.registry.tags import DATASET
+
+    recipe = _recipe(recipe_json)
+    client = connect(tracking_uri)
+    ref = src.resolve(client, recipe.source)
+    _say(f"resolved {recipe.source} -> {ref.version_uri}")
+    manifest = src.fetch(ref, Path(model_out))
+    dataset = manifest.dataset or ref.tags.get(DATASET)
+    if not dataset:
+        raise ModelpressError(
+            f"{ref.version_uri} does not say which dataset evaluates it",
+            f"set the model version tag {DATASET}",
+        )
+    load_dataset(dataset).save(dataset_out)
+    _say(f"dataset {dataset} written")
+    return {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": ref.run_id,
+            "tags": ref.tags}
+
+
+def export_step(model_in: Path, model_out: Path) -> None:
+    from modelpress.components.export_onnx.onnx_export import export_onnx
+
+    export_onnx(Path(model_in), Path(model_out))
+    _say(f"exported ONNX to {model_out}")
+
+
+def quantize_step(recipe_json: str, model_in: Path, model_out: Path) -> dict[str, float]:
+    from modelpress.core.hardware import parse_target
+    from modelpress.core.technique import get_technique
+
+    recipe = _recipe(recipe_json)
+    technique = get_technique("quantize")
+    result = technique.apply(
+        Path(model_in), None, recipe.quantize, parse_target(recipe.target), Path(model_out)
+    )
+    (Path(model_out) / NOTES_FILE).write_text(json.dumps({"quantize": result.notes}, indent=2))
+    _say(f"quantized {int(result.metrics['quantized_nodes'])} nodes; "
+         f"float kept: {result.notes['stayed_float'] or 'none'}")
+    return result.metrics
+
+
+def evaluate_step(
+    recipe_json: str, candidate: Path, source: Path, dataset: Path, out_json: Path
+) -> dict[str, Any]:
+    from modelpress.components.evaluate.measure import evaluate
+    from modelpress.core.data import DatasetSplits
+    from modelpress.core.hardware import parse_target
+
+    recipe = _recipe(recipe_json)
+    evaluation = evaluate(
+        Path(candidate), Path(source), DatasetSplits.load(dataset), parse_target(recipe.target),
+        recipe.evaluate, progress=_say,
+    ).to_dict()
+    Path(out_json).write_text(json.dumps(evaluation, indent=2))
+    return evaluation
+
+
+def gate_inputs(evaluation: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """Candidate metrics (its own plus the comparisons) and the source's, for the gates."""
+    return {**evaluation["candidate"], **evaluation["comparison"]}, dict(evaluation["source"])
+
+
+def gate_step(recipe_json: str, evaluation_json: Path, verdict_out: Path, report_out: Path) -> bool:
+    from modelpress.validators.gates import check_all, render_markdown
+
+    recipe = _recipe(recipe_json)
+    evaluation = json.loads(Path(evaluation_json).read_text())
+    candidate, baseline = gate_inputs(evaluation)
+    verdict = check_all(recipe.gates, candidate, baseline)
+    body = {**verdict.to_dict(), "target": recipe.target, "evaluation": evaluation}
+    Path(verdict_out).write_text(json.dumps(body, indent=2))
+    Path(report_out).write_text(render_markdown(verdict, f"Gates for {recipe.source} on {recipe.target}"))
+    _say(f"verdict: {'PASSED' if verdict.passed else 'FAILED'} ({verdict.reason})")
+    return verdict.passed
+
+
+def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
+    return {
+        **evaluation["candidate"],
+        **{f"source_{k}": v for k, v in evaluation["source"].items()},
+        **evaluation["comparison"],
+    }
+
+
+def register_step(
+    recipe_json: str,
+    tracking_uri: str,
+    source_json: str,
+    candidate: Path,
+    verdict_json: Path,
+    report_md: Path | None,
+    pipeline_run_id: str,
+) -> str:
+    from modelpress.core.hardware import parse_target
+    from modelpress.pipelines.recipe import CHAIN
+    from modelpress.registry.source import SourceRef
+    from modelpress.registry.store import connect
+    from modelpress.registry.variants import register_variant
+
+    recipe = _recipe(recipe_json)
+    verdict = json.loads(Path(verdict_json).read_text())
+    notes_path = Path(candidate) / NOTES_FILE
+    notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
+    attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
+    ref = register_variant(
+        connect(tracking_uri),
+        source=SourceRef(**json.loads(source_json)),
+        model_dir=Path(candidate),
+        target=parse_target(recipe.target),
+        chain=CHAIN,
+        config_hash=recipe.config_hash(),
+        metrics=flat_metrics(verdict["evaluation"]),
+        verdict={k: verdict[k] for k in ("passed", "reason", "results")},
+        pipeline_run_id=pipeline_run_id,
+        alias=recipe.variant.alias,
+        notes=notes,
+        attachments=attachments,
+    )
+    _say(f"{'registered' if ref.created else 'already registered'} {ref.uri} @{ref.alias}")
+    return ref.uri

@@ -1,0 +1,225 @@
+"""The `modelpress` command line.
+
+Imports here stay light: `modelpress --help` must not load torch, mlflow,
+kfp or onnxruntime. Each command imports what it needs when it runs.
+Exit codes: 0 ok, 1 a gate failed (nothing registered), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from modelpress import __version__
+from modelpress.errors import GateFailed, ModelpressError
+
+EXIT_GATE_FAILED = 1
+EXIT_USER_ERROR = 2
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from modelpress.core.hardware import catalog
+
+    for t in catalog().values():
+        print(f"{t.name:18s} {t.precision:5s} {t.provider:26s} {t.description}")
+    return 0
+
+
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from modelpress.pipelines.recipe import Recipe
+
+    print(json.dumps(Recipe.model_json_schema(), indent=2))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from modelpress.pipelines.compile import compile_all, compile_pipeline
+
+    if args.all:
+        for path in compile_all(Path(args.all)):
+            print(path)
+    else:
+        print(compile_pipeline(Path(args.output)))
+    return 0
+
+
+def cmd_train_demo(args: argparse.Namespace) -> int:
+    from modelpress.demo import train_and_register
+    from modelpress.registry.store import connect
+
+    train_and_register(connect(), args.name, args.alias)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from modelpress.demo import DEMO_ALIAS, DEMO_MODEL, existing_demo, train_and_register
+    from modelpress.registry.store import connect
+
+    client = connect()
+    ref = None if args.retrain else existing_demo(client, DEMO_MODEL, DEMO_ALIAS)
+    if ref is None:
+        train_and_register(client)
+    else:
+        _say(f"using the registered demo model {ref.version_uri} (@{DEMO_ALIAS}); --retrain trains anew")
+    args.source = f"models:/{DEMO_MODEL}@{DEMO_ALIAS}"
+    args.recipe = None
+    return cmd_run(args)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from modelpress.pipelines.local import run_local
+    from modelpress.pipelines.recipe import load_recipe
+    from modelpress.registry import source as src
+    from modelpress.registry.store import connect, home, tracking_uri
+    from modelpress.registry.variants import find_variant, variant_key, variant_name
+
+    recipe = load_recipe(args.recipe, source=args.source, target=args.target)
+    uri = tracking_uri()
+    _say(f"registry: {uri}")
+    client = connect(uri)  # creates a fresh store's schema once, before any task starts
+
+    # Preflight: a missing model, alias or corrupt file fails here, before any compute.
+    ref = src.resolve(client, recipe.source)
+    with tempfile.TemporaryDirectory(prefix="modelpress-preflight-") as tmp:
+        src.fetch(ref, Path(tmp) / "model")
+    _say(f"source: {recipe.source} -> {ref.version_uri}; target: {recipe.target}")
+    _say("running the pipeline with kfp.local (one subprocess per step):")
+    run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose)
+
+    verdict = run.verdict
+    name = variant_name(ref.name, recipe.target)
+    registered = None
+    if verdict["passed"]:
+        mv = find_variant(client, name, variant_key(ref, recipe.config_hash(), recipe.target))
+        registered = f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found"
+    print(_table(name, recipe.target, verdict, registered), flush=True)
+    _say(f"task logs: {run.log_path}")
+    if not verdict["passed"]:
+        raise GateFailed(f"gate failed, nothing registered: {verdict['reason']}")
+    return 0
+
+
+def _table(variant: str, target: str, verdict: dict, registered: str | None) -> str:
+    """One row per variant, ratios against the source measured in the same run."""
+    ev = verdict["evaluation"]
+    cand, source, comp = ev["candidate"], ev["source"], ev["comparison"]
+    batches = sorted(int(k.removeprefix("latency_ratio_b")) for k in comp if k.startswith("latency_ratio_b"))
+    latency = ", ".join(f"b{b} {comp[f'latency_ratio_b{b}']:.2f}x" for b in batches)
+    src_latency = ", ".join(f"b{b} {source[f'latency_p50_ms_b{b}']:.3f} ms" for b in batches)
+    header = ["variant", "target", "size vs source", "accuracy vs source", "latency p50 vs source",
+              "gate", "registry URI"]
+    row = [
+        variant,
+        target,
+        f"{cand['size_bytes'] / 1024:.1f} KiB ({comp['size_ratio']:.2f}x)",
+        f"{cand['accuracy'] * 100:.2f}% ({comp['accuracy_delta'] * 100:+.2f} pt)",
+        latency or ev["environment"].get("latency_unavailable", "not measured"),
+        "PASSED" if verdict["passed"] else "FAILED",
+        registered or "- (not registered)",
+    ]
+    widths = [max(len(h), len(c)) for h, c in zip(header, row)]
+    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join(
+        [
+            f"source: {source['size_bytes'] / 1024:.1f} KiB, accuracy {source['accuracy'] * 100:.2f}%, "
+            f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})",
+            fmt(header),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            fmt(row),
+        ]
+    )
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="modelpress",
+        description="Compress models from the MLflow registry with Kubeflow Pipelines components, "
+        "gate them, and register one variant per hardware target.",
+        epilog="Registry: MLFLOW_TRACKING_URI, or an embedded store in ./.modelpress/ when unset.",
+    )
+    p.add_argument("--version", action="version", version=f"modelpress {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add_run_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--target", help="hardware target (see `modelpress targets`); default cpu-x86-int8")
+        sp.add_argument("--verbose", "-v", action="store_true", help="stream every task's full log")
+
+    d = sub.add_parser(
+        "demo",
+        help="train and register the demo CNN if needed, then compress it end to end",
+        description="Train the digits CNN and register it as models:/digits-cnn@champion (once), "
+        "then run the compression pipeline locally and print the result table.",
+    )
+    d.add_argument("--retrain", action="store_true", help="train and register a new source version")
+    add_run_options(d)
+    d.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser(
+        "run",
+        help="run the compression pipeline locally (kfp.local) for one source and target",
+        description="Resolve the source in the registry, export, quantize, evaluate, gate, and "
+        "register the variant only if every gate passes. Exits 1 when a gate fails.",
+    )
+    r.add_argument("--recipe", help="YAML or JSON recipe; see `modelpress config-schema`")
+    r.add_argument("--source", help="source model URI, e.g. models:/digits-cnn@champion")
+    add_run_options(r)
+    r.set_defaults(func=cmd_run)
+
+    t = sub.add_parser(
+        "train-demo",
+        help="train the demo CNN and register a new version with an alias",
+        description="Train the seeded digits CNN and register it as a new version.",
+    )
+    t.add_argument("--name", default="digits-cnn", help="registered model name (default digits-cnn)")
+    t.add_argument("--alias", default="champion", help="alias to set (default champion)")
+    t.set_defaults(func=cmd_train_demo)
+
+    c = sub.add_parser(
+        "compile",
+        help="write the pipeline as KFP IR YAML for a Kubeflow cluster",
+        description="Compile the compression pipeline to KFP IR YAML, which kfp.Client uploads unchanged.",
+    )
+    c.add_argument("--output", "-o", default="pipeline.yaml", help="output file (default pipeline.yaml)")
+    c.add_argument("--all", metavar="DIR", help="write the pipeline and every component into DIR instead")
+    c.set_defaults(func=cmd_compile)
+
+    g = sub.add_parser("targets", help="list known hardware targets", description="List hardware targets.")
+    g.set_defaults(func=cmd_targets)
+
+    s = sub.add_parser(
+        "config-schema",
+        help="print the recipe's JSON schema",
+        description="Print the JSON schema of a recipe: every key, its bounds and its description.",
+    )
+    s.set_defaults(func=cmd_config_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GateFailed as exc:
+        _say(f"modelpress: {exc}")
+        return EXIT_GATE_FAILED
+    except ModelpressError as exc:
+        _say(f"modelpress: error: {exc}")
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _say("modelpress: interrupted")
+        return 130

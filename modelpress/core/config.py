@@ -1,0 +1,46 @@
+"""Base class for every typed config: frozen, and unknown keys are errors."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from modelpress.errors import ModelpressError
+
+C = TypeVar("C", bound="FrozenConfig")
+
+
+class FrozenConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+
+
+def parse_config(cls: type[C], data: Any, where: str) -> C:
+    """Validate `data` into `cls`, turning pydantic's report into one line.
+
+    `where` names the source (a file or a config section) so the message
+    points at it, for example: `recipe.yaml: quantize.per_chanel: unknown key`.
+    """
+    try:
+        if isinstance(data, (str, bytes)):
+            return cls.model_validate_json(data)
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise ModelpressError(f"{where}: {_one_line(exc)}", _fix_for(exc, cls)) from None
+
+
+def _one_line(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{loc}: unknown key")
+        else:
+            parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _fix_for(exc: ValidationError, cls: type[FrozenConfig]) -> str:
+    if any(e["type"] == "extra_forbidden" for e in exc.errors()):
+        return f"check the spelling; `modelpress config-schema` lists every key of {cls.__name__}"
+    return "fix the value and run again"

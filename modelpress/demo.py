@@ -1,0 +1,62 @@
+"""The demo source model: a small CNN for scikit-learn's digits, registered as `champion`."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from modelpress.registry.source import SourceRef
+
+DEMO_MODEL = "digits-cnn"
+DEMO_ALIAS = "champion"
+DATASET = "sklearn-digits"
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def existing_demo(client: MlflowClient, name: str, alias: str) -> SourceRef | None:
+    from modelpress.errors import ModelpressError
+    from modelpress.registry.source import resolve
+
+    try:
+        return resolve(client, f"models:/{name}@{alias}")
+    except ModelpressError:
+        return None
+
+
+def train_and_register(client: MlflowClient, name: str = DEMO_MODEL, alias: str = DEMO_ALIAS) -> SourceRef:
+    from modelpress.core import artifacts
+    from modelpress.core.data import load_dataset
+    from modelpress.models.train import TrainConfig, accuracy, train
+    from modelpress.models.zoo import DigitsCNNSpec, build_model
+    from modelpress.registry.source import register_source
+
+    _say(f"training the demo CNN on {DATASET} (seeded; about 10 s)")
+    data = load_dataset(DATASET)
+    spec = DigitsCNNSpec()
+    module = build_model(spec)
+    result = train(module, data, TrainConfig(), progress=_say)
+    test_acc = accuracy(module, data.x_test, data.y_test)
+    _say(f"  test accuracy {test_acc:.4f} (best val {result.val_accuracy:.4f} at epoch {result.best_epoch})")
+    with tempfile.TemporaryDirectory(prefix="modelpress-demo-") as tmp:
+        model_dir = artifacts.save_torch(
+            Path(tmp) / "model", module, spec, artifacts.InputSpec(shape=(1, 8, 8)), dataset=DATASET
+        )
+        ref = register_source(
+            client,
+            name,
+            model_dir,
+            alias,
+            metrics={"test_accuracy": test_acc, "val_accuracy": result.val_accuracy},
+            description=f"Demo CNN for {DATASET} (8x8 digits), {sum(p.numel() for p in module.parameters())} "
+            f"parameters, test accuracy {test_acc:.4f}.",
+        )
+    _say(f"registered {ref.version_uri} with alias @{alias}")
+    return ref

@@ -1,0 +1,1 @@
+"""Small models defined here (no torchvision): architectures and training."""

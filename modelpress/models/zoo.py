@@ -1,0 +1,68 @@
+"""Architectures we can rebuild from a spec.
+
+A model between pipeline steps is `ArchSpec` (JSON) plus its weights, so
+loading one never executes code from the registry: the spec only selects a
+class defined here and passes it typed, bounded numbers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Literal, Union
+
+from pydantic import Field
+
+from modelpress.core.config import FrozenConfig
+
+if TYPE_CHECKING:
+    import torch
+
+
+class DigitsCNNSpec(FrozenConfig):
+    family: Literal["digits-cnn"] = "digits-cnn"
+    channels: tuple[Annotated[int, Field(ge=1, le=1024)], ...] = Field(
+        default=(16, 32), min_length=1, max_length=3, description="Output channels per conv block."
+    )
+    hidden: int = Field(default=64, ge=1, le=4096, description="Width of the hidden linear layer.")
+    num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
+
+
+class MLPSpec(FrozenConfig):
+    family: Literal["mlp"] = "mlp"
+    in_features: int = Field(default=64, ge=1, le=1_000_000, description="Flattened input size.")
+    hidden: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(
+        default=(300, 100), max_length=8, description="Hidden layer widths."
+    )
+    num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
+
+
+ArchSpec = Annotated[Union[DigitsCNNSpec, MLPSpec], Field(discriminator="family")]
+
+
+def build_model(spec: DigitsCNNSpec | MLPSpec) -> torch.nn.Module:
+    import torch.nn as nn
+
+    if isinstance(spec, DigitsCNNSpec):
+        layers: list[nn.Module] = []
+        c_in, side = 1, 8
+        for i, c_out in enumerate(spec.channels):
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            if i < 2:  # 8x8 -> 4x4 -> 2x2; a third block keeps 2x2
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            c_in = c_out
+        layers += [
+            nn.Flatten(),
+            nn.Linear(c_in * side * side, spec.hidden),
+            nn.ReLU(),
+            nn.Linear(spec.hidden, spec.num_classes),
+        ]
+        return nn.Sequential(*layers)
+    if isinstance(spec, MLPSpec):
+        layers = [nn.Flatten()]
+        width = spec.in_features
+        for h in spec.hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, spec.num_classes))
+        return nn.Sequential(*layers)
+    raise TypeError(f"no builder for {type(spec).__name__}")

@@ -1,0 +1,1 @@
+"""Pipelines that chain components (imported as `modelpress.pipelines`)."""

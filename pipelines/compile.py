@@ -1,0 +1,49 @@
+"""Compile the pipeline (and each component) to KFP IR YAML a cluster accepts unchanged.
+
+    python -m modelpress.pipelines.compile [OUT_DIR]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def components() -> dict:
+    from modelpress.components.evaluate.component import evaluate
+    from modelpress.components.export_onnx.component import export_onnx
+    from modelpress.components.gate.component import gate
+    from modelpress.components.quantize.component import quantize
+    from modelpress.components.register.component import register
+    from modelpress.components.resolve.component import resolve
+
+    return {c.name: c for c in (resolve, export_onnx, quantize, evaluate, gate, register)}
+
+
+def compile_pipeline(path: Path) -> Path:
+    from kfp import compiler
+
+    from modelpress.pipelines.compress import compress
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(compress, str(path))
+    return path
+
+
+def compile_all(out_dir: Path) -> list[Path]:
+    """Every component and the pipeline, one YAML each."""
+    from kfp import compiler
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [compile_pipeline(out_dir / "compress.yaml")]
+    for name, comp in components().items():
+        path = out_dir / "components" / f"{name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        compiler.Compiler().compile(comp, str(path))
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    for p in compile_all(Path(sys.argv[1] if len(sys.argv) > 1 else "build/kfp")):
+        print(p)

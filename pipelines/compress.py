@@ -1,0 +1,45 @@
+"""The compression pipeline: registry -> ONNX -> quantize -> evaluate -> gate -> registry."""
+
+from kfp import dsl
+from kfp.dsl import Artifact
+
+from modelpress.components.evaluate.component import evaluate
+from modelpress.components.export_onnx.component import export_onnx
+from modelpress.components.gate.component import gate
+from modelpress.components.quantize.component import quantize
+from modelpress.components.register.component import register
+from modelpress.components.resolve.component import resolve
+
+PIPELINE_NAME = "modelpress-compress"
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description="Pull a model from the MLflow registry, quantize it for a hardware target, "
+    "gate it against the source, and register the variant only if every gate passes.",
+)
+def compress(recipe: str, tracking_uri: str) -> Artifact:
+    src = resolve(recipe=recipe, tracking_uri=tracking_uri)
+    src.set_caching_options(False)  # an alias may move between scheduled runs
+    onnx = export_onnx(source_model=src.outputs["source_model"])
+    quant = quantize(recipe=recipe, model=onnx.outputs["onnx_model"])
+    ev = evaluate(
+        recipe=recipe,
+        candidate=quant.outputs["quantized"],
+        source=onnx.outputs["onnx_model"],
+        dataset=src.outputs["dataset"],
+    )
+    ev.set_caching_options(False)  # latency is a measurement, never reuse it
+    verdict = gate(recipe=recipe, evaluation=ev.outputs["evaluation"])
+    with dsl.If(verdict.outputs["Output"] == True, name="gates-passed"):  # noqa: E712
+        reg = register(
+            recipe=recipe,
+            tracking_uri=tracking_uri,
+            source=src.outputs["Output"],
+            candidate=quant.outputs["quantized"],
+            verdict=verdict.outputs["verdict"],
+            report=verdict.outputs["report"],
+            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+        )
+        reg.set_caching_options(False)
+    return verdict.outputs["verdict"]

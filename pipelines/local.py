@@ -1,0 +1,99 @@
+"""Run the compression pipeline on this machine through `kfp.local`.
+
+Every task is a fresh subprocess running the same code a cluster runs.
+The full task logs go to a file under the run folder; the terminal gets
+one line per step and the steps' own progress lines.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+import warnings
+from contextlib import redirect_stdout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from modelpress.errors import ModelpressError
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_TASK_START = re.compile(r"Executing task '([^']+)'")
+_TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    verdict: dict[str, Any]
+    log_path: Path
+
+
+class _ProgressTee(io.TextIOBase):
+    """Everything to the log; step starts/ends and `[modelpress]` lines to the terminal."""
+
+    def __init__(self, log: TextIO, terminal: TextIO, verbose: bool) -> None:
+        self.log, self.terminal, self.verbose = log, terminal, verbose
+        self._buf = ""
+
+    def write(self, s: str) -> int:
+        self.log.write(s)
+        if self.verbose:
+            self.terminal.write(s)
+            return len(s)
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            self._show(_ANSI.sub("", line).strip())
+        return len(s)
+
+    def _show(self, line: str) -> None:
+        if m := _TASK_START.search(line):
+            self.terminal.write(f"  > {m[1]}\n")
+        elif m := _TASK_END.search(line):
+            if m[2] != "SUCCESS":
+                self.terminal.write(f"  x {m[1]} {m[2].lower()}\n")
+        elif line.startswith("[modelpress]"):
+            self.terminal.write(f"    {line.removeprefix('[modelpress] ')}\n")
+        else:
+            return
+        self.terminal.flush()
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()
+
+
+def run_local(recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool = False) -> LocalRun:
+    from kfp import local
+
+    from modelpress.components.task import ERROR_FILE_ENV
+    from modelpress.pipelines.compress import compress
+
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    log_path = runs_dir / "last-run.log"
+    err_fd, err_path = tempfile.mkstemp(prefix="modelpress-err-", suffix=".txt")
+    os.close(err_fd)
+    os.environ[ERROR_FILE_ENV] = err_path
+    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=str(runs_dir))
+    try:
+        # kfp warns on any image without "python" in its name; ours is a Python image.
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose)):
+            try:
+                task = compress(recipe=recipe_json, tracking_uri=tracking_uri)
+            except RuntimeError:
+                reason = Path(err_path).read_text().strip().splitlines()
+                if reason:
+                    raise ModelpressError(reason[-1]) from None
+                raise ModelpressError(
+                    "a pipeline task failed", f"see the task logs in {log_path}"
+                ) from None
+    finally:
+        os.environ.pop(ERROR_FILE_ENV, None)
+        Path(err_path).unlink(missing_ok=True)
+    verdict = json.loads(Path(task.output.path).read_text())
+    return LocalRun(verdict=verdict, log_path=log_path)

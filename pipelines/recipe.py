@@ -1,0 +1,109 @@
+"""The recipe: one typed file that says what a pipeline run does.
+
+    source: models:/digits-cnn@champion
+    target: cpu-x86-int8
+    quantize: {per_channel: true}
+    gates:
+      - {metric: accuracy, change: {max_degradation: 0.01}}
+
+Every section is a frozen pydantic model that rejects unknown keys. The
+same JSON travels into each KFP task, which validates it again, so a
+cluster run checks exactly what the CLI checked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from modelpress.components.evaluate.measure import EvaluateConfig
+from modelpress.components.quantize.ort_quantize import QuantizeConfig
+from modelpress.core.config import FrozenConfig, parse_config
+from modelpress.core.hardware import parse_target
+from modelpress.errors import ModelpressError
+from modelpress.registry.uris import parse_model_uri
+from modelpress.registry.variants import DEFAULT_ALIAS
+from modelpress.validators.gates import ChangeThreshold, Gate
+
+DEFAULT_GATES = (
+    Gate(metric="accuracy", change=ChangeThreshold(max_degradation=0.01)),  # 1.0 point
+)
+
+
+class VariantConfig(FrozenConfig):
+    alias: str = Field(
+        default=DEFAULT_ALIAS,
+        pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$",
+        description="Alias set on the registered variant (its own registered model per target).",
+    )
+
+
+class Recipe(FrozenConfig):
+    source: str = Field(
+        default="models:/digits-cnn@champion",
+        description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
+    )
+    target: str = Field(default="cpu-x86-int8", description="Hardware target (modelpress targets).")
+    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
+    gates: tuple[Gate, ...] = Field(
+        default=DEFAULT_GATES, min_length=1, max_length=64, description="All must pass to register."
+    )
+    variant: VariantConfig = Field(default_factory=VariantConfig, description="How the variant is registered.")
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        try:
+            parse_model_uri(v)
+        except ModelpressError as exc:
+            raise ValueError(str(exc)) from None
+        return v.strip()
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, v: str) -> str:
+        try:
+            return parse_target(v).name
+        except ModelpressError as exc:
+            raise ValueError(str(exc)) from None
+
+    def config_hash(self) -> str:
+        """Hash of what shapes the variant and its acceptance.
+
+        Source version and target are separate parts of the variant key; evaluate
+        settings only change how it is measured, so they are left out.
+        """
+        body = self.model_dump(mode="json", exclude={"source", "target", "evaluate"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+CHAIN = ["export_onnx", "quantize"]
+
+
+def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
+    """Read a YAML or JSON recipe (or the defaults) and apply CLI overrides."""
+    data: dict[str, Any] = {}
+    where = "recipe"
+    if path is not None:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ModelpressError(f"recipe file {p} not found", "pass an existing YAML or JSON file")
+        where = str(p)
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ModelpressError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ModelpressError(f"{p}: the top level must be a mapping of sections")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_config(Recipe, data, where)

@@ -1,0 +1,1 @@
+"""The MLflow registry layer (imported as `modelpress.registry`)."""

@@ -1,0 +1,175 @@
+"""Source models: resolve a registry URI, fetch it as a model folder, register one."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelpress.core import artifacts
+from modelpress.errors import ModelpressError
+from modelpress.registry import tags as T
+from modelpress.registry.uris import ModelUri, parse_model_uri
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+PYFUNC_LOADER = "modelpress.models.pyfunc"
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    name: str
+    version: str
+    uri: str  # what the user asked for, e.g. models:/digits-cnn@champion
+    run_id: str | None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def version_uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+def _not_found(exc: Exception) -> bool:
+    return "RESOURCE_DOES_NOT_EXIST" in str(getattr(exc, "error_code", "")) or "not found" in str(
+        exc
+    ).lower()
+
+
+def resolve(client: MlflowClient, uri: str) -> SourceRef:
+    """Turn `models:/name@alias` (or `/version`) into a concrete version, or say why not."""
+    from mlflow.exceptions import MlflowException
+
+    ref: ModelUri = parse_model_uri(uri)
+    where = client._registry_uri  # noqa: SLF001 - only for the message
+    try:
+        registered = client.get_registered_model(ref.name)
+    except MlflowException as exc:
+        if _not_found(exc):
+            raise ModelpressError(
+                f"registered model {ref.name!r} not found in {where}",
+                "check the name, or run `modelpress demo` to register the demo model",
+            ) from None
+        raise
+    try:
+        if ref.alias:
+            mv = client.get_model_version_by_alias(ref.name, ref.alias)
+        else:
+            mv = client.get_model_version(ref.name, ref.version)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        if ref.alias:
+            known = ", ".join(sorted(registered.aliases)) or "none"
+            raise ModelpressError(
+                f"alias {ref.alias!r} is not set on model {ref.name!r} (aliases: {known})",
+                "use an existing alias or a version: models:/<name>/<version>",
+            ) from None
+        raise ModelpressError(
+            f"model {ref.name!r} has no version {ref.version}", "list versions in the MLflow UI"
+        ) from None
+    return SourceRef(ref.name, str(mv.version), uri, mv.run_id, dict(mv.tags or {}))
+
+
+def fetch(source: SourceRef, out_dir: Path) -> artifacts.ModelManifest:
+    """Download the version and write it to `out_dir` as a modelpress model folder.
+
+    Accepts what modelpress registers (a torch-npz folder under the pyfunc
+    flavor, or ONNX with our manifest) and any plain MLflow ONNX model.
+    """
+    import mlflow
+    import yaml
+
+    with tempfile.TemporaryDirectory(prefix="modelpress-fetch-") as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.version_uri, dst_path=tmp))
+        mlmodel_path = local / "MLmodel"
+        if not mlmodel_path.is_file():
+            raise ModelpressError(
+                f"{source.version_uri} has no MLmodel file", "register it with an MLflow flavor"
+            )
+        flavors = (yaml.safe_load(mlmodel_path.read_text()) or {}).get("flavors", {})
+        what = f"{source.uri} (version {source.version})"
+        dataset = source.tags.get(T.DATASET)
+        pyfunc = flavors.get("python_function", {})
+        if pyfunc.get("loader_module") == PYFUNC_LOADER:
+            data = local / pyfunc["data"]
+            out_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(data, out_dir, dirs_exist_ok=True)
+            return artifacts.validate_model_dir(out_dir, what)
+        if "onnx" in flavors:
+            onnx_path = local / flavors["onnx"]["data"]
+            model = artifacts.check_onnx(onnx_path, what)
+            manifest_path = local / artifacts.MANIFEST
+            if manifest_path.is_file():
+                input_spec = artifacts.read_manifest(local).input
+            else:
+                input_spec = _input_spec_from_onnx(model)
+            artifacts.save_onnx(out_dir, onnx_path, input_spec, dataset=dataset)
+            return artifacts.read_manifest(out_dir)
+        raise ModelpressError(
+            f"{what} has flavors {sorted(flavors)}; modelpress reads ONNX or its own torch format",
+            "register the model as ONNX (mlflow.onnx.log_model)",
+        )
+
+
+def _input_spec_from_onnx(model) -> artifacts.InputSpec:
+    inp = model.graph.input[0]
+    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
+    if not dims or any(d <= 0 for d in dims):
+        raise ModelpressError(
+            f"ONNX input {inp.name!r} has no fixed per-sample shape",
+            "export with a dynamic batch axis only",
+        )
+    return artifacts.InputSpec(name=inp.name, shape=tuple(dims))
+
+
+def register_source(
+    client: MlflowClient,
+    name: str,
+    model_dir: Path,
+    alias: str,
+    metrics: dict[str, float],
+    description: str,
+) -> SourceRef:
+    """Log a torch-npz model folder under the pyfunc flavor and register it with `alias`.
+
+    The pyfunc flavor points at `modelpress.models.pyfunc` (a module, not a
+    pickle), so `mlflow.pyfunc.load_model` can serve it where modelpress is installed.
+    """
+    import mlflow
+
+    from modelpress import __version__
+
+    manifest = artifacts.read_manifest(model_dir)
+    tags = {T.KIND: "source", T.FORMAT: manifest.format}
+    if manifest.dataset:
+        tags[T.DATASET] = manifest.dataset
+    with mlflow.start_run(run_name=f"train-{name}") as run:
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            loader_module=PYFUNC_LOADER,
+            data_path=str(model_dir),
+            pip_requirements=[f"modelpress=={__version__}", "torch==2.13.0", "numpy"],
+        )
+    _ensure_registered_model(client, name, description)
+    mv = client.create_model_version(
+        name, source=info.model_uri, run_id=run.info.run_id, tags=tags,
+        description=description, model_id=info.model_id,
+    )
+    client.set_registered_model_alias(name, alias, mv.version)
+    return SourceRef(name, str(mv.version), f"models:/{name}@{alias}", run.info.run_id, tags)
+
+
+def _ensure_registered_model(client: MlflowClient, name: str, description: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(name, description=description)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code) and "already exists" not in str(exc):
+            raise

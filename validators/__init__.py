@@ -1,0 +1,1 @@
+"""Gates, verdicts and model checks (imported as `modelpress.validators`)."""

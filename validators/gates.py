@@ -1,0 +1,178 @@
+"""Gates: typed contracts a candidate must meet before it is registered.
+
+A gate names one metric and holds a value threshold (bounds on the measured
+number), a change threshold (how much worse than the source it may get), or
+both. "Worse" follows the gate's direction. A metric that was not measured
+fails its gate: silence is never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from modelpress.core.config import FrozenConfig
+
+# Float noise must not fail a candidate that sits exactly on a boundary.
+_EPS = 1e-9
+
+
+class ValueThreshold(FrozenConfig):
+    lower: float | None = Field(default=None, description="Smallest passing value (inclusive).")
+    upper: float | None = Field(default=None, description="Largest passing value (inclusive).")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ValueThreshold:
+        if self.lower is None and self.upper is None:
+            raise ValueError("set lower, upper or both")
+        if self.lower is not None and self.upper is not None and self.lower > self.upper:
+            raise ValueError(f"lower {self.lower} is above upper {self.upper}")
+        return self
+
+
+class ChangeThreshold(FrozenConfig):
+    max_degradation: float | None = Field(
+        default=None,
+        ge=-1e12,
+        le=1e12,
+        description="Largest allowed change for the worse, in the metric's units "
+        "(0.01 on accuracy = 1 point). Negative demands an improvement.",
+    )
+    max_relative_degradation: float | None = Field(
+        default=None,
+        ge=-1e6,
+        le=1e6,
+        description="Largest allowed change for the worse, as a fraction of the source value "
+        "(0.10 = 10%).",
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> ChangeThreshold:
+        if self.max_degradation is None and self.max_relative_degradation is None:
+            raise ValueError("set max_degradation, max_relative_degradation or both")
+        return self
+
+
+class Gate(FrozenConfig):
+    metric: str = Field(min_length=1, max_length=200, description="Metric name, e.g. accuracy.")
+    direction: Literal["higher_is_better", "lower_is_better"] = Field(
+        default="higher_is_better", description="Which way is better for this metric."
+    )
+    value: ValueThreshold | None = Field(default=None, description="Bounds on the value itself.")
+    change: ChangeThreshold | None = Field(
+        default=None, description="Bounds on the change against the source model."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> Gate:
+        if self.value is None and self.change is None:
+            raise ValueError(f"gate on {self.metric!r} needs a value or a change threshold")
+        return self
+
+
+@dataclass(frozen=True)
+class GateResult:
+    metric: str
+    passed: bool
+    measured: float | None
+    baseline: float | None
+    threshold: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    results: tuple[GateResult, ...]
+
+    @property
+    def reason(self) -> str:
+        failed = [r.reason for r in self.results if not r.passed]
+        return "; ".join(failed) if failed else "all gates passed"
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "reason": self.reason, "results": [asdict(r) for r in self.results]}
+
+
+def _describe(gate: Gate) -> str:
+    parts = []
+    if gate.value is not None:
+        if gate.value.lower is not None:
+            parts.append(f">= {gate.value.lower:g}")
+        if gate.value.upper is not None:
+            parts.append(f"<= {gate.value.upper:g}")
+    if gate.change is not None:
+        if gate.change.max_degradation is not None:
+            parts.append(f"at most {gate.change.max_degradation:g} worse than source")
+        if gate.change.max_relative_degradation is not None:
+            parts.append(f"at most {gate.change.max_relative_degradation:.1%} worse than source")
+    return ", ".join(parts)
+
+
+def _number(metrics: Mapping[str, float], key: str) -> float | None:
+    value = metrics.get(key)
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def check(gate: Gate, candidate: Mapping[str, float], baseline: Mapping[str, float]) -> GateResult:
+    threshold = _describe(gate)
+    measured = _number(candidate, gate.metric)
+    base = _number(baseline, gate.metric)
+    if measured is None:
+        return GateResult(gate.metric, False, None, base, threshold, f"{gate.metric}: not measured")
+
+    def fail(why: str) -> GateResult:
+        return GateResult(gate.metric, False, measured, base, threshold, f"{gate.metric}: {why}")
+
+    if gate.value is not None:
+        lo, hi = gate.value.lower, gate.value.upper
+        if lo is not None and measured < lo - _EPS * max(1.0, abs(lo)):
+            return fail(f"{measured:g} is below the lower bound {lo:g}")
+        if hi is not None and measured > hi + _EPS * max(1.0, abs(hi)):
+            return fail(f"{measured:g} is above the upper bound {hi:g}")
+    if gate.change is not None:
+        if base is None:
+            return fail("source value not measured, so the change cannot be checked")
+        worse = base - measured if gate.direction == "higher_is_better" else measured - base
+        limit = gate.change.max_degradation
+        if limit is not None and worse > limit + _EPS * max(1.0, abs(limit)):
+            return fail(f"{measured:g} is {worse:g} worse than source {base:g} (allowed {limit:g})")
+        rel = gate.change.max_relative_degradation
+        if rel is not None:
+            if base == 0:
+                return fail("source value is 0, so a relative change is undefined")
+            rel_worse = worse / abs(base)
+            if rel_worse > rel + _EPS:
+                return fail(f"{rel_worse:.2%} worse than source {base:g} (allowed {rel:.2%})")
+    return GateResult(gate.metric, True, measured, base, threshold, f"{gate.metric}: passed")
+
+
+def check_all(
+    gates: tuple[Gate, ...], candidate: Mapping[str, float], baseline: Mapping[str, float]
+) -> Verdict:
+    results = tuple(check(g, candidate, baseline) for g in gates)
+    return Verdict(passed=all(r.passed for r in results), results=results)
+
+
+def render_markdown(verdict: Verdict, title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"**Verdict: {'PASSED' if verdict.passed else 'FAILED'}** — {verdict.reason}",
+        "",
+        "| metric | threshold | measured | source | result |",
+        "|---|---|---|---|---|",
+    ]
+    for r in verdict.results:
+        fmt = lambda v: "—" if v is None else f"{v:.6g}"  # noqa: E731
+        lines.append(
+            f"| {r.metric} | {r.threshold} | {fmt(r.measured)} | {fmt(r.baseline)} | "
+            f"{'pass' if r.passed else 'FAIL'} |"
+        )
+    return "\n".join(lines) + "\n"
