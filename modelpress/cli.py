@@ -79,6 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
 
+    from modelpress.core.hardware import parse_target
+    from modelpress.core.technique import get_technique
     from modelpress.pipelines.local import run_local
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry import source as src
@@ -86,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
     recipe = load_recipe(args.recipe, source=args.source, target=args.target)
+    get_technique("quantize").check_target(recipe.quantize, parse_target(recipe.target))
     uri = tracking_uri()
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts

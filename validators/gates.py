@@ -149,7 +149,9 @@ def check(gate: Gate, candidate: Mapping[str, float], baseline: Mapping[str, flo
                 return fail("source value is 0, so a relative change is undefined")
             rel_worse = worse / abs(base)
             if rel_worse > rel + _EPS:
-                return fail(f"{rel_worse:.2%} worse than source {base:g} (allowed {rel:.2%})")
+                return fail(
+                    f"{measured:g} is {rel_worse:.1%} worse than source {base:g} (allowed {rel:.1%})"
+                )
     return GateResult(gate.metric, True, measured, base, threshold, f"{gate.metric}: passed")
 
 

@@ -50,6 +50,13 @@ class Quantize(Technique):
     Config = QuantizeConfig
     input_format = "onnx"
 
+    def check_target(self, config: QuantizeConfig, target: HardwareTarget) -> None:  # type: ignore[override]
+        if target.precision != "int8" or target.quantization is None:
+            raise ModelpressError(
+                f"target {target.name} wants {target.precision}; quantize {config.mode} makes int8",
+                "pick an int8 target (modelpress targets) or drop the quantize step",
+            )
+
     def apply(
         self,
         model_dir: Path,
@@ -60,11 +67,7 @@ class Quantize(Technique):
     ) -> Result:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        if target.precision != "int8" or target.quantization is None:
-            raise ModelpressError(
-                f"target {target.name} wants {target.precision}; quantize {config.mode} makes int8",
-                "pick an int8 target (modelpress targets) or drop the quantize step",
-            )
+        self.check_target(config, target)
         defaults = target.quantization
         weight_type = config.weight_type or defaults.weight_type
         per_channel = defaults.per_channel if config.per_channel is None else config.per_channel

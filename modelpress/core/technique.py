@@ -55,6 +55,9 @@ class Technique(ABC):
     def parse_config(self, data: Any) -> FrozenConfig:
         return parse_config(self.Config, data, f"{self.name} config")
 
+    def check_target(self, config: FrozenConfig, target: HardwareTarget) -> None:
+        """Raise ModelpressError if this config cannot serve `target`; cheap, runs in preflight."""
+
     @abstractmethod
     def apply(
         self,

@@ -1,0 +1,32 @@
+# Two commands do everything on a fresh machine:
+#   make demo   set up .venv, train + register the demo model, run the pipeline, print the table
+#   make test   set up .venv, run the whole test suite (real MLflow server, kfp.local, ONNX Runtime)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: setup demo test unit compile clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 (pinned in pyproject.toml) is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/modelpress demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+compile: setup
+	$(BIN)/modelpress compile --all build/kfp
+
+clean:
+	rm -rf $(VENV) .modelpress build *.egg-info

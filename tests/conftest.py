@@ -1,0 +1,90 @@
+"""Shared fixtures: a real `mlflow server` on 127.0.0.1 and the demo source model in it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mlflow server exited early:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"mlflow server not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
+    """A real MLflow tracking server with a SQLite backend and proxied artifacts.
+
+    Yields (uri, artifacts_dir). The schema is created by the server at start,
+    before any client connects.
+    """
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = root / "server.log"
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(uri, proc, log)
+        yield uri, root / "artifacts"
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def server_env(mlflow_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a `modelpress` subprocess that talks to the test server."""
+    uri, _ = mlflow_server
+    env = dict(os.environ)
+    env["MLFLOW_TRACKING_URI"] = uri
+    env["MODELPRESS_HOME"] = str(tmp_path_factory.mktemp("modelpress-home"))
+    return env
+
+
+@pytest.fixture(scope="session")
+def demo_source(server_env: dict[str, str]) -> str:
+    """The demo CNN trained and registered once as models:/digits-cnn@champion."""
+    proc = run_cli(["train-demo"], server_env)
+    assert proc.returncode == 0, proc.stderr
+    return "models:/digits-cnn@champion"
+
+
+def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "modelpress", *args],
+        env=env, cwd=cwd or REPO, capture_output=True, text=True, timeout=600,
+    )

@@ -1,0 +1,92 @@
+"""The demo pipeline end to end: real mlflow server, kfp.local subprocess tasks, ONNX Runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.integration
+
+VARIANT = "digits-cnn.cpu-x86-int8"
+FAST = "evaluate:\n  latency_runs: 20\n  warmup_runs: 2\n"
+
+
+@pytest.fixture(scope="module")
+def client(mlflow_server) -> MlflowClient:
+    uri, _ = mlflow_server
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def first_run(demo_source, server_env, tmp_path_factory):
+    recipe = tmp_path_factory.mktemp("recipe") / "fast.yaml"
+    recipe.write_text(FAST)
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    return proc, recipe
+
+
+def test_pipeline_registers_variant_with_lineage(first_run, client, demo_source):
+    proc, _ = first_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The one table a person reads.
+    header = next(l for l in proc.stdout.splitlines() if l.startswith("| variant"))
+    for col in ("target", "size vs source", "accuracy vs source", "latency p50 vs source", "gate",
+                "registry URI"):
+        assert col in header
+    assert f"| {VARIANT} | cpu-x86-int8 |" in proc.stdout and "PASSED" in proc.stdout
+
+    mv = client.get_model_version_by_alias(VARIANT, "candidate")
+    source = client.get_model_version_by_alias("digits-cnn", "champion")
+    tags = mv.tags
+    assert tags["modelpress.kind"] == "variant"
+    assert tags["modelpress.source.name"] == "digits-cnn"
+    assert tags["modelpress.source.version"] == source.version
+    assert tags["modelpress.chain"] == "export_onnx>quantize"
+    assert tags["modelpress.target"] == "cpu-x86-int8"
+    assert tags["modelpress.verdict"] == "passed"
+    assert len(tags["modelpress.config_hash"]) == 16
+    assert float(tags["modelpress.metric.accuracy"]) >= 0.97
+    assert float(tags["modelpress.metric.size_ratio"]) < 0.5
+    assert "latency_p95_ms_b64" in " ".join(tags)
+    assert f"models:/{VARIANT}/{mv.version}" in proc.stdout
+    assert "Compressed variant of digits-cnn" in mv.description
+
+
+def test_registered_variant_loads_in_onnxruntime(first_run, client, mlflow_server, tmp_path):
+    import mlflow
+    import numpy as np
+
+    uri, _ = mlflow_server
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(f"models:/{VARIANT}@candidate")
+    out = model.predict(np.zeros((2, 1, 8, 8), dtype=np.float32))
+    assert np.asarray(out["logits"] if isinstance(out, dict) else out).shape[-1] == 10
+
+
+def test_rerun_is_idempotent(first_run, client, server_env):
+    _, recipe = first_run
+    before = client.search_model_versions(f"name = '{VARIANT}'")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "already registered" in proc.stderr
+    assert len(client.search_model_versions(f"name = '{VARIANT}'")) == len(before)
+
+
+def test_failing_gate_leaves_registry_untouched(first_run, client, server_env, tmp_path):
+    alias_before = client.get_model_version_by_alias(VARIANT, "candidate").version
+    versions_before = len(client.search_model_versions(f"name = '{VARIANT}'"))
+    recipe = tmp_path / "strict.yaml"
+    # INT8 cannot be 20% *more* accurate than its source: the gate must fail.
+    recipe.write_text(FAST + "gates:\n  - metric: accuracy\n    change: {max_degradation: -0.2}\n")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("modelpress: gate failed, nothing registered: accuracy:"), last
+    assert "Traceback" not in proc.stderr
+    assert "FAILED" in proc.stdout
+    assert len(client.search_model_versions(f"name = '{VARIANT}'")) == versions_before
+    assert client.get_model_version_by_alias(VARIANT, "candidate").version == alias_before

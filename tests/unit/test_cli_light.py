@@ -1,0 +1,51 @@
+"""`modelpress --help` must stay cheap: every KFP task and CI job pays for imports."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ["torch", "mlflow", "kfp", "onnxruntime", "onnx", "sklearn", "great_expectations"]
+COMMANDS = ["demo", "run", "train-demo", "compile", "targets", "config-schema"]
+
+PROBE = """
+import json, sys
+from modelpress.cli import main
+try:
+    main({argv!r})
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], *[[c, "--help"] for c in COMMANDS]])
+def test_help_imports_nothing_heavy(argv):
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=argv, heavy=HEAVY)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "usage: modelpress" in proc.stdout
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_targets_command_is_light_too():
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(argv=["targets"], heavy=HEAVY)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert "cpu-x86-int8" in proc.stdout
+    assert json.loads(proc.stderr.strip().splitlines()[-1]) == []
+
+
+def test_unknown_target_exits_2_with_one_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "modelpress", "run", "--target", "tpu-v9"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modelpress: error:") and "tpu-v9" in lines[0]
+    assert not (tmp_path / ".modelpress").exists()  # refused before touching any store

@@ -1,0 +1,46 @@
+"""The compiled pipeline is what a cluster gets: check the spec itself."""
+
+from pathlib import Path
+
+import yaml
+
+from modelpress.components.image import IMAGE
+from modelpress.pipelines.compile import compile_all, compile_pipeline
+
+STEPS = ["resolve", "export-onnx", "quantize", "evaluate", "gate", "register"]
+
+
+def test_pipeline_compiles_and_loads_back(tmp_path: Path):
+    from kfp import components
+
+    path = compile_pipeline(tmp_path / "pipeline.yaml")
+    loaded = components.load_component_from_file(str(path))
+    assert loaded.name == "modelpress-compress"
+    spec = yaml.safe_load(path.read_text())
+    execs = spec["deploymentSpec"]["executors"]
+    assert {f"exec-{s}" for s in STEPS} == set(execs)
+    for ex in execs.values():
+        assert ex["container"]["image"] == IMAGE
+        # no pip install at run time: the image carries everything
+        assert "pip install" not in " ".join(ex["container"]["command"])
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"recipe", "tracking_uri"}
+
+
+def test_register_runs_only_when_gates_pass(tmp_path: Path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    cond = spec["root"]["dag"]["tasks"]["condition-1"]
+    assert "gate-Output" in cond["triggerPolicy"]["condition"]
+    assert "register" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+
+
+def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert tasks["resolve"]["cachingOptions"] == {}
+    assert tasks["evaluate"]["cachingOptions"] == {}
+
+
+def test_compile_all_writes_every_component(tmp_path: Path):
+    written = compile_all(tmp_path)
+    names = {p.stem for p in written}
+    assert {"compress", "resolve", "export-onnx", "quantize", "evaluate", "gate", "register"} <= names
