@@ -41,8 +41,9 @@ def train_and_register(client: MlflowClient, name: str = DEMO_MODEL, alias: str 
     _say(f"training the demo CNN on {DATASET} (seeded; about 10 s)")
     data = load_dataset(DATASET)
     spec = DigitsCNNSpec()
-    module = build_model(spec)
-    result = train(module, data, TrainConfig(), progress=_say)
+    config = TrainConfig()
+    module = build_model(spec, seed=config.seed)
+    result = train(module, data, config, progress=_say)
     test_acc = accuracy(module, data.x_test, data.y_test)
     _say(f"  test accuracy {test_acc:.4f} (best val {result.val_accuracy:.4f} at epoch {result.best_epoch})")
     with tempfile.TemporaryDirectory(prefix="modelpress-demo-") as tmp:

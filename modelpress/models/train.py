@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 class TrainConfig(FrozenConfig):
     epochs: int = Field(default=40, ge=1, le=1000, description="Maximum number of epochs.")
     batch_size: int = Field(default=64, ge=1, le=65536, description="Mini-batch size.")
-    learning_rate: float = Field(default=3e-3, gt=0, le=1, description="Adam learning rate.")
+    learning_rate: float = Field(default=1e-3, gt=0, le=1, description="Adam learning rate.")
     patience: int = Field(
         default=10, ge=1, le=1000, description="Stop after this many epochs without a better val."
     )

@@ -38,8 +38,13 @@ class MLPSpec(FrozenConfig):
 ArchSpec = Annotated[Union[DigitsCNNSpec, MLPSpec], Field(discriminator="family")]
 
 
-def build_model(spec: DigitsCNNSpec | MLPSpec) -> torch.nn.Module:
+def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch.nn.Module:
+    """Build the module; with `seed`, its initial weights are reproducible."""
+    import torch
     import torch.nn as nn
+
+    if seed is not None:
+        torch.manual_seed(seed)
 
     if isinstance(spec, DigitsCNNSpec):
         layers: list[nn.Module] = []
