@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,14 @@ unit: setup
 
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
+
+bench: bench-digits bench-minilm
+
+bench-digits: setup
+	$(BIN)/python benchmarks/quantize_digits.py
+
+bench-minilm: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quantize_minilm.py
 
 clean:
 	rm -rf $(VENV) .modelpress build *.egg-info

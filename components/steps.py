@@ -57,18 +57,28 @@ def export_step(model_in: Path, model_out: Path) -> None:
     _say(f"exported ONNX to {model_out}")
 
 
-def quantize_step(recipe_json: str, model_in: Path, model_out: Path) -> dict[str, float]:
+def quantize_step(
+    recipe_json: str, model_in: Path, dataset: Path | None, model_out: Path
+) -> dict[str, float]:
+    from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json)
     technique = get_technique("quantize")
+    data = DatasetSplits.load(dataset) if dataset else None
     result = technique.apply(
-        Path(model_in), None, recipe.quantize, parse_target(recipe.target), Path(model_out)
+        Path(model_in), data, recipe.quantize, parse_target(recipe.target), Path(model_out)
     )
     (Path(model_out) / NOTES_FILE).write_text(json.dumps({"quantize": result.notes}, indent=2))
-    _say(f"quantized {int(result.metrics['quantized_nodes'])} nodes; "
-         f"float kept: {result.notes['stayed_float'] or 'none'}")
+    notes = result.notes
+    _say(f"quantize: mode {notes['settings']['mode']}, size {result.metrics['size_ratio']:.2f}x of source")
+    if "quantized_by_op" in notes:
+        _say(f"quantized: {notes['quantized_by_op']}; stayed float: {len(notes['stayed_float'])}")
+        for node, why in list(notes["stayed_float"].items())[:10]:
+            _say(f"  float: {node}: {why}")
+    elif "fp16_initializers" in notes:
+        _say(f"fp16 initializers: {notes['fp16_initializers']}, fp32 left: {notes['fp32_initializers']}")
     return result.metrics
 
 
@@ -134,6 +144,8 @@ def register_step(
     verdict = json.loads(Path(verdict_json).read_text())
     notes_path = Path(candidate) / NOTES_FILE
     notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
+    # Which provider measured what (and what could not be measured here) travels with the variant.
+    notes["evaluation_environment"] = verdict["evaluation"]["environment"]
     attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
     ref = register_variant(
         connect(tracking_uri),

@@ -22,7 +22,7 @@ def compress(recipe: str, tracking_uri: str) -> Artifact:
     src = resolve(recipe=recipe, tracking_uri=tracking_uri)
     src.set_caching_options(False)  # an alias may move between scheduled runs
     onnx = export_onnx(source_model=src.outputs["source_model"])
-    quant = quantize(recipe=recipe, model=onnx.outputs["onnx_model"])
+    quant = quantize(recipe=recipe, model=onnx.outputs["onnx_model"], dataset=src.outputs["dataset"])
     ev = evaluate(
         recipe=recipe,
         candidate=quant.outputs["quantized"],

@@ -76,12 +76,18 @@ def _logits(sess: ort.InferenceSession, x: np.ndarray, batch: int = 256) -> np.n
 
 
 def _latency(
-    sessions: dict[str, ort.InferenceSession], x: np.ndarray, runs: int, warmup: int
+    sessions: dict[str, ort.InferenceSession],
+    x: np.ndarray | dict[str, np.ndarray],
+    runs: int,
+    warmup: int,
 ) -> dict[str, tuple[float, float]]:
-    """p50 and p95 in ms per model; runs alternate between models so drift hits both."""
+    """p50 and p95 in ms per model; runs alternate between models so drift hits both.
+
+    `x` is the one input's array, or a full feed for multi-input models.
+    """
     import numpy as np
 
-    feeds = {k: {s.get_inputs()[0].name: x} for k, s in sessions.items()}
+    feeds = {k: x if isinstance(x, dict) else {s.get_inputs()[0].name: x} for k, s in sessions.items()}
     for _ in range(warmup):
         for k, s in sessions.items():
             s.run(None, feeds[k])

@@ -1,48 +1,31 @@
-"""ONNX Runtime quantization, with settings chosen per hardware target.
+"""ONNX Runtime quantization: dynamic INT8, static INT8 and FP16, per hardware target.
 
-Only dynamic INT8 lands in this first slice; static INT8, FP16 and QAT come
-with the quantization issue. Whatever the mode, the result is checked: a
-model in which no node was quantized is refused, never labelled INT8.
+Settings come from the target's catalog entry unless the recipe overrides
+them (`settings.py`). Whatever the mode, the result is checked: a model in
+which nothing was quantized is refused, never labelled INT8 or FP16.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import contextlib
+import sys
+import tempfile
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field
-
+from modelpress.components.quantize.calibration import ListReader, calibration_batches
+from modelpress.components.quantize.report import fp16_report, int8_report
+from modelpress.components.quantize.settings import QuantizeConfig, QuantSettings, resolve
 from modelpress.core import artifacts
-from modelpress.core.config import FrozenConfig
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
 from modelpress.core.technique import Result, Technique
 from modelpress.errors import ModelpressError
 
-# Ops that only exist in a quantized graph: their presence proves quantization happened.
-INTEGER_OPS = frozenset(
-    {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul",
-     "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeMatMul", "QGemm"}
-)
-# Float ops that dynamic quantization could have turned into integer ops.
-QUANTIZABLE_FLOAT_OPS = frozenset({"Conv", "MatMul", "Gemm"})
+__all__ = ["Quantize", "QuantizeConfig"]
 
 
-class QuantizeConfig(FrozenConfig):
-    mode: Literal["dynamic"] = Field(
-        default="dynamic", description="ONNX Runtime quantization mode (dynamic INT8 weights)."
-    )
-    weight_type: Literal["qint8", "quint8"] | None = Field(
-        default=None, description="Weight integer type; None takes the target's default."
-    )
-    per_channel: bool | None = Field(
-        default=None, description="Per-output-channel weight scales; None takes the target's default."
-    )
-    reduce_range: bool | None = Field(
-        default=None,
-        description="7-bit weights, for CPUs without VNNI; None takes the target's default.",
-    )
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
 
 
 class Quantize(Technique):
@@ -51,11 +34,7 @@ class Quantize(Technique):
     input_format = "onnx"
 
     def check_target(self, config: QuantizeConfig, target: HardwareTarget) -> None:  # type: ignore[override]
-        if target.precision != "int8" or target.quantization is None:
-            raise ModelpressError(
-                f"target {target.name} wants {target.precision}; quantize {config.mode} makes int8",
-                "pick an int8 target (modelpress targets) or drop the quantize step",
-            )
+        resolve(config, target)
 
     def apply(
         self,
@@ -65,71 +44,159 @@ class Quantize(Technique):
         target: HardwareTarget,
         out_dir: Path,
     ) -> Result:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        self.check_target(config, target)
-        defaults = target.quantization
-        weight_type = config.weight_type or defaults.weight_type
-        per_channel = defaults.per_channel if config.per_channel is None else config.per_channel
-        reduce_range = defaults.reduce_range if config.reduce_range is None else config.reduce_range
-
+        settings = resolve(config, target)
         manifest = artifacts.read_manifest(model_dir)
         src = artifacts.onnx_file(model_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         dst = out_dir / artifacts.ONNX_FILE
-        try:
-            quantize_dynamic(
-                src,
-                dst,
-                weight_type=QuantType.QInt8 if weight_type == "qint8" else QuantType.QUInt8,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-            )
-        except Exception as exc:
+        notes: dict = {"settings": settings.to_dict()}
+
+        src, dst = src.resolve(), dst.resolve()
+        # chdir: ONNX Runtime's shape inference drops temp files into the working directory.
+        with tempfile.TemporaryDirectory(prefix="modelpress-quant-") as tmp, contextlib.chdir(tmp):
+            prepared = _preprocess(src, Path(tmp) / "pre.onnx", settings, notes)
+            try:
+                if settings.mode == "dynamic":
+                    _dynamic(prepared, dst, settings)
+                elif settings.mode == "static":
+                    feeds = calibration_batches(
+                        data, settings.calibration_split, settings.calibration_samples, manifest.input
+                    )
+                    notes["calibration"] = {
+                        "dataset": data.name if data else None,
+                        "split": settings.calibration_split,
+                        "samples": sum(len(next(iter(f.values()))) for f in feeds),
+                    }
+                    _static(prepared, dst, settings, ListReader(feeds))
+                else:
+                    _fp16(prepared, dst)
+            except ModelpressError:
+                raise
+            except Exception as exc:
+                raise ModelpressError(
+                    f"ONNX Runtime could not quantize {src.name} in {settings.mode} mode ({_first_line(exc)})",
+                    "exclude the failing nodes with quantize.nodes_to_exclude, or try another mode",
+                ) from None
+
+        _strip_shape_annotations(dst)
+        if settings.mode == "fp16":
+            report = fp16_report(dst)
+            done = report["fp16_initializers"]
+        else:
+            report = int8_report(dst, settings.mode, settings.format, settings.nodes_to_exclude)
+            done = report["quantized_nodes"]
+        if done == 0:
+            dst.unlink(missing_ok=True)
             raise ModelpressError(
-                f"ONNX Runtime could not quantize {src.name} ({str(exc).splitlines()[0]})",
-                "check the model with `python -m onnx.checker` or use an fp32 target",
-            ) from None
-        report = node_report(dst)
-        if report["quantized_nodes"] == 0:
-            dst.unlink()
-            raise ModelpressError(
-                f"no node of {src.name} was quantized (ops: {report['op_counts']})",
-                "this model has no Conv/MatMul ONNX Runtime can quantize; use an fp32 target",
+                f"nothing in {src.name} was converted by {settings.mode} quantization "
+                f"(ops: {report['op_counts']})",
+                "this model has no op ONNX Runtime can quantize this way; use another mode or target",
             )
+        notes.update(report)
         artifacts.save_onnx(out_dir, dst, manifest.input, dataset=manifest.dataset)
-        return Result(
-            model_dir=out_dir,
-            metrics={
-                "size_bytes": float(dst.stat().st_size),
-                "source_size_bytes": float(src.stat().st_size),
-                "quantized_nodes": float(report["quantized_nodes"]),
-                "float_nodes": float(report["float_nodes"]),
-            },
-            notes={
-                "settings": {
-                    "mode": config.mode,
-                    "weight_type": weight_type,
-                    "per_channel": per_channel,
-                    "reduce_range": reduce_range,
-                },
-                **report,
-            },
+        size, source_size = dst.stat().st_size, src.stat().st_size
+        metrics = {
+            "size_bytes": float(size),
+            "source_size_bytes": float(source_size),
+            "size_ratio": size / source_size,
+        }
+        if settings.mode != "fp16":
+            metrics["quantized_nodes"] = float(report["quantized_nodes"])
+            metrics["float_nodes"] = float(report["float_nodes"])
+        return Result(model_dir=out_dir, metrics=metrics, notes=notes)
+
+
+def _preprocess(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
+    """ONNX Runtime's pre-processing (shape inference + graph optimisation).
+
+    Fallback, recorded in the notes: when it fails (it can on exotic graphs),
+    quantization proceeds on the model as exported.
+    """
+    if not settings.preprocess or settings.mode == "fp16":
+        notes["preprocess"] = "skipped"
+        return src
+    from onnxruntime.quantization import quant_pre_process
+
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        notes["preprocess"] = "applied"
+        return dst
+    except Exception as exc:  # noqa: BLE001 - fallbacks are documented and recorded
+        first = _first_line(exc)
+    # Symbolic shape inference fails on some transformer graphs; ONNX shape inference
+    # plus graph optimisation still helps.
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+        notes["preprocess"] = f"applied without symbolic shape inference ({first})"
+        return dst
+    except Exception as exc:  # noqa: BLE001
+        notes["preprocess"] = f"failed, quantized the exported model instead: {_first_line(exc)}"
+        return src
+
+
+def _qtype(name: str | None):
+    from onnxruntime.quantization import QuantType
+
+    return QuantType.QUInt8 if name == "quint8" else QuantType.QInt8
+
+
+def _dynamic(src: Path, dst: Path, s: QuantSettings) -> None:
+    from onnxruntime.quantization import quantize_dynamic
+
+    quantize_dynamic(
+        src, dst,
+        weight_type=_qtype(s.weight_type),
+        per_channel=s.per_channel,
+        reduce_range=s.reduce_range,
+        nodes_to_exclude=list(s.nodes_to_exclude) or None,
+        extra_options={"MatMulConstBOnly": True},  # activations x activations stay float
+    )
+
+
+def _static(src: Path, dst: Path, s: QuantSettings, reader: ListReader) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
+
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[s.calibration_method or "minmax"]
+    extra = {"ActivationSymmetric": s.symmetric_activations, "WeightSymmetric": True}
+    if s.calibration_method == "percentile":
+        extra["CalibPercentile"] = s.percentile
+    # The calibrators print progress to stdout; keep stdout for results.
+    with contextlib.redirect_stdout(sys.stderr):
+        quantize_static(
+            src, dst, reader,
+            quant_format=QuantFormat.QDQ if s.format == "qdq" else QuantFormat.QOperator,
+            per_channel=s.per_channel,
+            reduce_range=s.reduce_range,
+            activation_type=_qtype(s.activation_type),
+            weight_type=_qtype(s.weight_type),
+            nodes_to_exclude=list(s.nodes_to_exclude) or None,
+            calibrate_method=method,
+            extra_options=extra,
         )
 
 
-def node_report(path: Path) -> dict:
-    """Which nodes ended up integer, and which quantizable ones stayed float."""
+def _fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.onnx_model import OnnxModel
+
+    # keep_io_types: callers keep feeding float32 and reading float32.
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    # The converter appends its input Casts at the end; ONNX wants nodes in topological order.
+    wrapped = OnnxModel(model)
+    wrapped.topological_sort()
+    onnx.save_model(wrapped.model, str(dst))
+
+
+def _strip_shape_annotations(path: Path) -> None:
+    """Drop value_info that pre-processing added: ONNX Runtime re-infers it, the file needn't carry it."""
     import onnx
 
-    graph = onnx.load(str(path), load_external_data=False).graph
-    ops = Counter(node.op_type for node in graph.node)
-    quantized = sum(n for op, n in ops.items() if op in INTEGER_OPS)
-    stayed = {op: n for op, n in ops.items() if op in QUANTIZABLE_FLOAT_OPS}
-    return {
-        "quantized_nodes": quantized,
-        "float_nodes": sum(stayed.values()),
-        # Dynamic quantization in ONNX Runtime has no integer Gemm: Linear layers stay float.
-        "stayed_float": stayed,
-        "op_counts": dict(sorted(ops.items())),
-    }
+    model = onnx.load(str(path))
+    if len(model.graph.value_info):
+        del model.graph.value_info[:]
+        onnx.save_model(model, str(path))

@@ -36,7 +36,9 @@ WEIGHTS_FILE = "weights.npz"
 class InputSpec(FrozenConfig):
     name: str = Field(default="input", description="Graph input name.")
     shape: tuple[int, ...] = Field(description="Shape of one sample, without the batch axis.")
-    dtype: Literal["float32"] = Field(default="float32", description="Input element type.")
+    dtype: Literal["float32", "int64"] = Field(
+        default="float32", description="Input element type (int64 for token ids)."
+    )
 
 
 class ModelManifest(FrozenConfig):

@@ -11,19 +11,45 @@ import functools
 from importlib import resources
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.errors import ModelpressError
 
 
+QuantMode = Literal["dynamic", "static", "fp16"]
+QuantFormatName = Literal["qdq", "qoperator"]
+IntType = Literal["qint8", "quint8"]
+CalibrationMethodName = Literal["minmax", "entropy", "percentile"]
+
+
 class QuantizationDefaults(FrozenConfig):
-    mode: Literal["dynamic"] = Field(description="Quantization mode ONNX Runtime applies.")
-    weight_type: Literal["qint8", "quint8"] = Field(description="Integer type of the weights.")
-    per_channel: bool = Field(description="One scale per output channel instead of per tensor.")
-    reduce_range: bool = Field(
-        description="Quantize weights to 7 bits; keeps accuracy on CPUs without VNNI."
+    mode: QuantMode = Field(description="dynamic or static INT8, or fp16 conversion.")
+    format: QuantFormatName | None = Field(
+        default=None, description="Static INT8 graph format: QDQ pairs or QOperator (QLinear*) ops."
     )
+    weight_type: IntType | None = Field(default=None, description="Integer type of the weights.")
+    activation_type: IntType | None = Field(
+        default=None, description="Integer type of activations (static mode)."
+    )
+    per_channel: bool = Field(default=False, description="One weight scale per output channel.")
+    reduce_range: bool = Field(
+        default=False, description="7-bit weights; keeps accuracy on x86 CPUs without VNNI."
+    )
+    symmetric_activations: bool = Field(
+        default=False, description="Zero point 0 for activations (TensorRT wants it)."
+    )
+    calibration_method: CalibrationMethodName | None = Field(
+        default=None, description="How static mode picks activation ranges."
+    )
+
+    @model_validator(mode="after")
+    def _complete(self) -> QuantizationDefaults:
+        if self.mode != "fp16" and self.weight_type is None:
+            raise ValueError(f"{self.mode} mode needs weight_type")
+        if self.mode == "static" and None in (self.format, self.activation_type, self.calibration_method):
+            raise ValueError("static mode needs format, activation_type and calibration_method")
+        return self
 
 
 class HardwareTarget(FrozenConfig):
@@ -34,8 +60,19 @@ class HardwareTarget(FrozenConfig):
     )
     precision: Literal["fp32", "fp16", "int8"] = Field(description="Numeric precision of weights.")
     quantization: QuantizationDefaults | None = Field(
-        default=None, description="Quantization defaults; None where the target is not int8."
+        default=None, description="Quantize-step defaults; None where nothing is quantized."
     )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> HardwareTarget:
+        q = self.quantization
+        if self.precision == "fp32" and q is not None:
+            raise ValueError("an fp32 target quantizes nothing")
+        if self.precision == "fp16" and (q is None or q.mode != "fp16"):
+            raise ValueError("an fp16 target needs quantization mode fp16")
+        if self.precision == "int8" and (q is None or q.mode == "fp16"):
+            raise ValueError("an int8 target needs quantization mode dynamic or static")
+        return self
 
     @property
     def provider(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,11 @@ def test_pipeline_registers_variant_with_lineage(first_run, client, demo_source)
     assert tags["modelpress.verdict"] == "passed"
     assert len(tags["modelpress.config_hash"]) == 16
     assert float(tags["modelpress.metric.accuracy"]) >= 0.97
-    assert float(tags["modelpress.metric.size_ratio"]) < 0.5
+    # Static INT8 (the x86 target's default): within 1.0 point (the gate) and at most 40% of FP32.
+    assert float(tags["modelpress.metric.size_ratio"]) <= 0.40
+    assert float(tags["modelpress.metric.accuracy_delta"]) >= -0.01
+    settings = json.loads(tags["modelpress.note.quantize"])["settings"]
+    assert (settings["mode"], settings["format"]) == ("static", "qoperator")
     assert "latency_p95_ms_b64" in " ".join(tags)
     assert f"models:/{VARIANT}/{mv.version}" in proc.stdout
     assert "Compressed variant of digits-cnn" in mv.description
@@ -90,3 +95,19 @@ def test_failing_gate_leaves_registry_untouched(first_run, client, server_env, t
     assert "FAILED" in proc.stdout
     assert len(client.search_model_versions(f"name = '{VARIANT}'")) == versions_before
     assert client.get_model_version_by_alias(VARIANT, "candidate").version == alias_before
+
+
+def test_missing_provider_is_recorded_not_hidden(demo_source, server_env, client, tmp_path):
+    """nvidia-cuda-fp16 here: CUDA is not installed, so accuracy falls back to the CPU provider
+    and latency is left out; both facts are tagged on the variant."""
+    recipe = tmp_path / "fp16.yaml"
+    recipe.write_text(FAST + "target: nvidia-cuda-fp16\n")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CUDAExecutionProvider is not installed" in proc.stdout
+    mv = client.get_model_version_by_alias("digits-cnn.nvidia-cuda-fp16", "candidate")
+    env = json.loads(mv.tags["modelpress.note.evaluation_environment"])
+    assert env["accuracy_provider"] == "CPUExecutionProvider"
+    assert "not installed" in env["latency_unavailable"]
+    assert not any("latency" in k for k in mv.tags if k.startswith("modelpress.metric."))
+    assert json.loads(mv.tags["modelpress.note.quantize"])["settings"]["mode"] == "fp16"

@@ -1,4 +1,4 @@
-"""Model folders, ONNX export and quantization, on a small untrained CNN (no registry)."""
+"""Model folders and ONNX export, on a small untrained CNN (no registry)."""
 
 from pathlib import Path
 
@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from modelpress.components.export_onnx.onnx_export import export_onnx
-from modelpress.components.quantize.ort_quantize import QuantizeConfig
 from modelpress.core import artifacts
-from modelpress.core.hardware import parse_target
 from modelpress.core.technique import get_technique, known_techniques
 from modelpress.errors import ModelpressError
 from modelpress.models.zoo import DigitsCNNSpec, MLPSpec, build_model
@@ -59,49 +57,6 @@ def test_export_matches_torch(torch_dir: Path, tmp_path: Path):
     sess = ort.InferenceSession(str(artifacts.onnx_file(out)), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"input": x})[0]
     np.testing.assert_allclose(got, module(torch.from_numpy(x)).detach().numpy(), atol=1e-5)
-
-
-def test_quantize_reports_nodes_and_shrinks(torch_dir: Path, tmp_path: Path):
-    onnx_dir = export_onnx(torch_dir, tmp_path / "onnx")
-    q = get_technique("quantize")
-    result = q.apply(onnx_dir, None, QuantizeConfig(), parse_target("cpu-x86-int8"), tmp_path / "q")
-    assert result.metrics["quantized_nodes"] > 0
-    assert result.metrics["size_bytes"] < 0.5 * result.metrics["source_size_bytes"]
-    assert result.notes["settings"]["reduce_range"] is True  # the x86 target's default
-    assert "ConvInteger" in result.notes["op_counts"]
-
-
-def test_quantize_user_override_beats_target_default(torch_dir: Path, tmp_path: Path):
-    onnx_dir = export_onnx(torch_dir, tmp_path / "onnx")
-    q = get_technique("quantize")
-    result = q.apply(onnx_dir, None, QuantizeConfig(reduce_range=False), parse_target("cpu-x86-int8"),
-                     tmp_path / "q")
-    assert result.notes["settings"]["reduce_range"] is False
-
-
-def test_quantize_refuses_fp16_target(torch_dir: Path, tmp_path: Path):
-    onnx_dir = export_onnx(torch_dir, tmp_path / "onnx")
-    with pytest.raises(ModelpressError, match="wants fp16"):
-        get_technique("quantize").apply(onnx_dir, None, QuantizeConfig(),
-                                        parse_target("nvidia-cuda-fp16"), tmp_path / "q")
-
-
-def test_model_with_nothing_to_quantize_is_never_labelled_int8(tmp_path: Path):
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["input"], ["logits"])], "relu",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 10])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    src = artifacts.save_onnx(tmp_path / "relu", model, artifacts.InputSpec(shape=(10,)))
-    assert onnx.load(str(src / "model.onnx"))
-    with pytest.raises(ModelpressError, match="no node of model.onnx was quantized"):
-        get_technique("quantize").apply(src, None, QuantizeConfig(), parse_target("cpu-x86-int8"),
-                                        tmp_path / "q")
-    assert not (tmp_path / "q" / "model.onnx").exists()
 
 
 def test_corrupt_onnx_is_one_line_error(tmp_path: Path):

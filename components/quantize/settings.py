@@ -1,0 +1,121 @@
+"""Quantize config (what a recipe may say) and the settings it resolves to.
+
+Every field of `QuantizeConfig` defaults to None, meaning "the hardware
+target's default"; a value overrides the target. `resolve()` merges the two
+into `QuantSettings`, where nothing is left unset, and refuses combinations
+that cannot serve the target (an fp16 model for an int8 target, say).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from pydantic import Field
+
+from modelpress.core.config import FrozenConfig
+from modelpress.core.hardware import (
+    CalibrationMethodName,
+    HardwareTarget,
+    IntType,
+    QuantFormatName,
+    QuantMode,
+)
+from modelpress.errors import ModelpressError
+
+
+class QuantizeConfig(FrozenConfig):
+    mode: QuantMode | None = Field(
+        default=None, description="dynamic INT8, static INT8 (calibrated), or fp16; None: target's."
+    )
+    format: QuantFormatName | None = Field(
+        default=None, description="Static INT8 format: qdq or qoperator; None: target's."
+    )
+    weight_type: IntType | None = Field(default=None, description="Weight type; None: target's.")
+    activation_type: IntType | None = Field(
+        default=None, description="Activation type (static); None: target's."
+    )
+    per_channel: bool | None = Field(
+        default=None, description="Per-output-channel weight scales; None: target's."
+    )
+    reduce_range: bool | None = Field(
+        default=None, description="7-bit weights for CPUs without VNNI; None: target's."
+    )
+    symmetric_activations: bool | None = Field(
+        default=None, description="Zero point 0 for activations; None: target's."
+    )
+    calibration_method: CalibrationMethodName | None = Field(
+        default=None, description="minmax, entropy or percentile; None: target's."
+    )
+    calibration_split: str = Field(
+        default="train", pattern="^(train|val)$",
+        description="Split the calibration samples come from; never the test split.",
+    )
+    calibration_samples: int = Field(
+        default=256, ge=1, le=100_000, description="How many samples calibrate activation ranges."
+    )
+    percentile: float = Field(
+        default=99.999, ge=90.0, le=100.0, description="Percentile kept by percentile calibration."
+    )
+    preprocess: bool = Field(
+        default=True, description="Run ONNX Runtime's quantization pre-processing first."
+    )
+    nodes_to_exclude: tuple[str, ...] = Field(
+        default=(), max_length=10_000, description="Node names to keep in float."
+    )
+
+
+@dataclass(frozen=True)
+class QuantSettings:
+    mode: str
+    format: str | None
+    weight_type: str | None
+    activation_type: str | None
+    per_channel: bool
+    reduce_range: bool
+    symmetric_activations: bool
+    calibration_method: str | None
+    calibration_split: str
+    calibration_samples: int
+    percentile: float
+    preprocess: bool
+    nodes_to_exclude: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve(config: QuantizeConfig, target: HardwareTarget) -> QuantSettings:
+    defaults = target.quantization
+    if defaults is None:
+        raise ModelpressError(
+            f"target {target.name} is {target.precision}: there is nothing to quantize for it",
+            "pick an int8 or fp16 target (modelpress targets), or drop the quantize step",
+        )
+    mode = config.mode or defaults.mode
+    wants = "fp16" if mode == "fp16" else "int8"
+    if wants != target.precision:
+        raise ModelpressError(
+            f"target {target.name} wants {target.precision}, but quantize mode {mode} makes {wants}",
+            f"drop quantize.mode to use the target's default ({defaults.mode})",
+        )
+
+    def pick(name: str):
+        value = getattr(config, name)
+        return getattr(defaults, name) if value is None else value
+
+    settings = QuantSettings(
+        mode=mode,
+        format=pick("format") or ("qdq" if mode == "static" else None),
+        weight_type=pick("weight_type") or ("qint8" if mode != "fp16" else None),
+        activation_type=pick("activation_type") or ("quint8" if mode == "static" else None),
+        per_channel=pick("per_channel"),
+        reduce_range=pick("reduce_range"),
+        symmetric_activations=pick("symmetric_activations"),
+        calibration_method=pick("calibration_method") or ("minmax" if mode == "static" else None),
+        calibration_split=config.calibration_split,
+        calibration_samples=config.calibration_samples,
+        percentile=config.percentile,
+        preprocess=config.preprocess,
+        nodes_to_exclude=config.nodes_to_exclude,
+    )
+    return settings
