@@ -22,6 +22,7 @@ VARIANTS = [
     ("static qdq entropy", "cpu-x86-int8", {"format": "qdq", "calibration_method": "entropy"}),
     ("static qdq percentile", "cpu-x86-int8", {"format": "qdq", "calibration_method": "percentile"}),
     ("static qdq S8S8 symmetric (TensorRT default), run on CPU", "nvidia-trt-int8", {}),
+    ("QAT 3 epochs, then static qoperator minmax", "cpu-x86-int8", {"qat": {"epochs": 3}}),
     ("dynamic (ConvInteger)", "cpu-x86-int8", {"mode": "dynamic"}),
     ("fp16 (CUDA default), run on CPU", "nvidia-cuda-fp16", {}),
 ]
@@ -59,7 +60,12 @@ def main() -> int:
         for i, (label, target_name, overrides) in enumerate(VARIANTS):
             target = parse_target(target_name)
             t0 = time.perf_counter()
-            result = technique.apply(fp32, data, QuantizeConfig(**overrides), target, tmp_path / f"q{i}")
+            config = QuantizeConfig(**overrides)
+            source = fp32
+            if config.qat is not None:  # same path as the pipeline: qat -> export -> quantize
+                prepared = get_technique("qat").apply(torch_dir, data, config, target, tmp_path / f"p{i}")
+                source = export_onnx(prepared.model_dir, tmp_path / f"pe{i}")
+            result = technique.apply(source, data, config, target, tmp_path / f"q{i}")
             seconds = time.perf_counter() - t0
             # Latency on the CPU provider for every row, so all ratios share one baseline.
             ev = evaluate(result.model_dir, fp32, data, parse_target("cpu-x86-int8"),

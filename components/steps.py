@@ -57,6 +57,21 @@ def export_step(model_in: Path, model_out: Path) -> None:
     _say(f"exported ONNX to {model_out}")
 
 
+def qat_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
+    from modelpress.core.data import DatasetSplits
+    from modelpress.core.hardware import parse_target
+    from modelpress.core.technique import get_technique
+
+    recipe = _recipe(recipe_json)
+    result = get_technique("qat").apply(
+        Path(model_in), DatasetSplits.load(dataset), recipe.quantize, parse_target(recipe.target),
+        Path(model_out),
+    )
+    if recipe.quantize.qat is None:
+        _say("qat: off (no quantize.qat in the recipe); source passed through")
+    return result.metrics
+
+
 def quantize_step(
     recipe_json: str, model_in: Path, dataset: Path | None, model_out: Path
 ) -> dict[str, float]:
@@ -135,7 +150,6 @@ def register_step(
     pipeline_run_id: str,
 ) -> str:
     from modelpress.core.hardware import parse_target
-    from modelpress.pipelines.recipe import CHAIN
     from modelpress.registry.source import SourceRef
     from modelpress.registry.store import connect
     from modelpress.registry.variants import register_variant
@@ -152,7 +166,7 @@ def register_step(
         source=SourceRef(**json.loads(source_json)),
         model_dir=Path(candidate),
         target=parse_target(recipe.target),
-        chain=CHAIN,
+        chain=recipe.chain(),
         config_hash=recipe.config_hash(),
         metrics=flat_metrics(verdict["evaluation"]),
         verdict={k: verdict[k] for k in ("passed", "reason", "results")},

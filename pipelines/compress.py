@@ -1,4 +1,4 @@
-"""The compression pipeline: registry -> ONNX -> quantize -> evaluate -> gate -> registry."""
+"""The compression pipeline: registry -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
 
 from kfp import dsl
 from kfp.dsl import Artifact
@@ -6,6 +6,7 @@ from kfp.dsl import Artifact
 from modelpress.components.evaluate.component import evaluate
 from modelpress.components.export_onnx.component import export_onnx
 from modelpress.components.gate.component import gate
+from modelpress.components.qat.component import qat
 from modelpress.components.quantize.component import quantize
 from modelpress.components.register.component import register
 from modelpress.components.resolve.component import resolve
@@ -21,12 +22,15 @@ PIPELINE_NAME = "modelpress-compress"
 def compress(recipe: str, tracking_uri: str) -> Artifact:
     src = resolve(recipe=recipe, tracking_uri=tracking_uri)
     src.set_caching_options(False)  # an alias may move between scheduled runs
-    onnx = export_onnx(source_model=src.outputs["source_model"])
+    # The baseline is always the untouched source; QAT (when on) only changes what gets quantized.
+    baseline = export_onnx(source_model=src.outputs["source_model"]).set_display_name("export-source")
+    prep = qat(recipe=recipe, source_model=src.outputs["source_model"], dataset=src.outputs["dataset"])
+    onnx = export_onnx(source_model=prep.outputs["prepared"]).set_display_name("export-prepared")
     quant = quantize(recipe=recipe, model=onnx.outputs["onnx_model"], dataset=src.outputs["dataset"])
     ev = evaluate(
         recipe=recipe,
         candidate=quant.outputs["quantized"],
-        source=onnx.outputs["onnx_model"],
+        source=baseline.outputs["onnx_model"],
         dataset=src.outputs["dataset"],
     )
     ev.set_caching_options(False)  # latency is a measurement, never reuse it

@@ -81,11 +81,13 @@ class Recipe(FrozenConfig):
         body = self.model_dump(mode="json", exclude={"source", "target", "evaluate"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
+    def chain(self) -> list[str]:
+        """The techniques that shape the variant, in order (recorded as lineage)."""
+        return (["qat"] if self.quantize.qat is not None else []) + ["export_onnx", "quantize"]
+
     def to_json(self) -> str:
         return self.model_dump_json()
 
-
-CHAIN = ["export_onnx", "quantize"]
 
 
 def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:

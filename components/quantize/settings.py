@@ -23,6 +23,13 @@ from modelpress.core.hardware import (
 from modelpress.errors import ModelpressError
 
 
+class QATConfig(FrozenConfig):
+    epochs: int = Field(default=5, ge=1, le=200, description="Fine-tuning epochs with fake-quantized weights.")
+    learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Adam learning rate.")
+    batch_size: int = Field(default=64, ge=1, le=65536, description="Mini-batch size.")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for shuffling.")
+
+
 class QuantizeConfig(FrozenConfig):
     mode: QuantMode | None = Field(
         default=None, description="dynamic INT8, static INT8 (calibrated), or fp16; None: target's."
@@ -61,6 +68,11 @@ class QuantizeConfig(FrozenConfig):
     )
     nodes_to_exclude: tuple[str, ...] = Field(
         default=(), max_length=10_000, description="Node names to keep in float."
+    )
+    qat: QATConfig | None = Field(
+        default=None,
+        description="Quantization-aware fine-tuning of a torch source before static INT8, for "
+        "models whose post-training accuracy falls through the gate; None: post-training only.",
     )
 
 
@@ -118,4 +130,9 @@ def resolve(config: QuantizeConfig, target: HardwareTarget) -> QuantSettings:
         preprocess=config.preprocess,
         nodes_to_exclude=config.nodes_to_exclude,
     )
+    if config.qat is not None and mode != "static":
+        raise ModelpressError(
+            f"quantize.qat prepares weights for static INT8, but the mode is {mode}",
+            "set quantize.mode: static (or use a target whose default is static), or drop quantize.qat",
+        )
     return settings

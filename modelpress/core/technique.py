@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # name -> module that defines it; imported on first use.
 _BUILTIN: dict[str, str] = {
     "quantize": "modelpress.components.quantize.ort_quantize",
+    "qat": "modelpress.components.qat.qat",
 }
 _REGISTERED: dict[str, type[Technique]] = {}
 

@@ -111,3 +111,13 @@ def test_missing_provider_is_recorded_not_hidden(demo_source, server_env, client
     assert "not installed" in env["latency_unavailable"]
     assert not any("latency" in k for k in mv.tags if k.startswith("modelpress.metric."))
     assert json.loads(mv.tags["modelpress.note.quantize"])["settings"]["mode"] == "fp16"
+
+
+def test_qat_chain_is_recorded(demo_source, server_env, client, tmp_path):
+    recipe = tmp_path / "qat.yaml"
+    recipe.write_text(FAST + "target: cpu-arm64-int8\nquantize:\n  qat: {epochs: 1}\n")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "qat epoch 1/1" in proc.stderr
+    mv = client.get_model_version_by_alias("digits-cnn.cpu-arm64-int8", "candidate")
+    assert mv.tags["modelpress.chain"] == "qat>export_onnx>quantize"

@@ -7,7 +7,7 @@ import yaml
 from modelpress.components.image import IMAGE
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["resolve", "export-onnx", "quantize", "evaluate", "gate", "register"]
+STEPS = ["resolve", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
@@ -18,7 +18,8 @@ def test_pipeline_compiles_and_loads_back(tmp_path: Path):
     assert loaded.name == "modelpress-compress"
     spec = yaml.safe_load(path.read_text())
     execs = spec["deploymentSpec"]["executors"]
-    assert {f"exec-{s}" for s in STEPS} == set(execs)
+    # export_onnx runs twice: the untouched source (baseline) and the QAT-prepared model.
+    assert {f"exec-{s}" for s in STEPS} | {"exec-export-onnx-2"} == set(execs)
     for ex in execs.values():
         assert ex["container"]["image"] == IMAGE
         # no pip install at run time: the image carries everything
@@ -43,4 +44,4 @@ def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
 def test_compile_all_writes_every_component(tmp_path: Path):
     written = compile_all(tmp_path)
     names = {p.stem for p in written}
-    assert {"compress", "resolve", "export-onnx", "quantize", "evaluate", "gate", "register"} <= names
+    assert {"compress", *STEPS} <= names

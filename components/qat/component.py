@@ -1,0 +1,25 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from modelpress.components.image import IMAGE
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def qat(
+    recipe: str,
+    source_model: Input[Model],
+    dataset: Input[Dataset],
+    prepared: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Quantization-aware fine-tuning of a torch source for static INT8 (`quantize.qat` in the recipe).
+
+    Without `quantize.qat` the source passes through unchanged.
+    """
+    from modelpress.components.steps import qat_step
+    from modelpress.components.task import user_errors
+
+    with user_errors("qat"):
+        measured = qat_step(recipe, source_model.path, dataset.path, prepared.path)
+    for name, value in measured.items():
+        metrics.log_metric(name, value)
