@@ -78,7 +78,7 @@ def export(model_dir: Path, out: Path) -> None:
         )
 
 
-def embed(sess, feeds: list[dict]) -> "np.ndarray":
+def embed(sess, feeds: list[dict]):
     """sentence-transformers' pipeline: mean pooling over real tokens, then L2 normalisation."""
     import numpy as np
 

@@ -226,3 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say("modelpress: interrupted")
         return 130
+    except BrokenPipeError:  # e.g. `modelpress targets | head`: the reader left, not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

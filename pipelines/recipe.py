@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from modelpress.components.evaluate.measure import EvaluateConfig
-from modelpress.components.quantize.ort_quantize import QuantizeConfig
+from modelpress.components.quantize.settings import QuantizeConfig
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.hardware import parse_target
 from modelpress.errors import ModelpressError

@@ -13,12 +13,11 @@ would do as well; `.npz` needs no extra dependency.)
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.errors import ModelpressError
@@ -163,10 +162,3 @@ def validate_model_dir(model_dir: str | Path, what: str) -> ModelManifest:
     else:
         load_torch(model_dir)
     return manifest
-
-
-ARCH_ADAPTER: TypeAdapter = TypeAdapter(ArchSpec)
-
-
-def dump_manifest(manifest: ModelManifest) -> dict:
-    return json.loads(manifest.model_dump_json())
