@@ -1,13 +1,13 @@
 """What each pipeline step does, as plain functions of paths and strings.
 
-The KFP components call these; so do the CLI's preflight checks and the
-tests. No kfp import here, and heavy imports stay inside the functions.
+The KFP components call these; tests can call them without kfp. No kfp import here, and heavy imports stay inside the functions.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +46,7 @@ def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_o
         )
     load_dataset(dataset).save(dataset_out)
     _say(f"dataset {dataset} written")
-    return {"name": ref.name, "version": ref.version, "uri": ref.uri, "run_id": ref.run_id,
-            "tags": ref.tags}
+    return asdict(ref)
 
 
 def export_step(model_in: Path, model_out: Path) -> None:
@@ -57,18 +56,31 @@ def export_step(model_in: Path, model_out: Path) -> None:
     _say(f"exported ONNX to {model_out}")
 
 
-def qat_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
+def qat_step(
+    recipe_json: str, source_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
+) -> dict[str, float]:
+    """The ONNX model to quantize: the baseline itself, or (with quantize.qat) a QAT-tuned export."""
+    import shutil
+    import tempfile
+
+    from modelpress.components.export_onnx.onnx_export import export_onnx
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json)
-    result = get_technique("qat").apply(
-        Path(model_in), DatasetSplits.load(dataset), recipe.quantize, parse_target(recipe.target),
-        Path(model_out),
-    )
     if recipe.quantize.qat is None:
-        _say("qat: off (no quantize.qat in the recipe); source passed through")
+        # No second export: the untouched source's ONNX is what gets quantized.
+        shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
+        _say("qat: off (no quantize.qat in the recipe); the source's ONNX passes through")
+        return {}
+    with tempfile.TemporaryDirectory(prefix="modelpress-qat-") as tmp:
+        result = get_technique("qat").apply(
+            Path(source_in), DatasetSplits.load(dataset), recipe.quantize,
+            parse_target(recipe.target), Path(tmp) / "tuned",
+        )
+        export_onnx(result.model_dir, Path(onnx_out))
+    _say("qat: exported the fine-tuned model to ONNX")
     return result.metrics
 
 

@@ -77,8 +77,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
     from modelpress.pipelines.local import run_local
@@ -93,10 +91,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
 
-    # Preflight: a missing model, alias or corrupt file fails here, before any compute.
+    # Preflight: a missing model or alias fails here. A corrupt file fails in the resolve
+    # task, the first one, before any compute; its one-line reason is shown the same way.
     ref = src.resolve(client, recipe.source)
-    with tempfile.TemporaryDirectory(prefix="modelpress-preflight-") as tmp:
-        src.fetch(ref, Path(tmp) / "model")
     _say(f"source: {recipe.source} -> {ref.version_uri}; target: {recipe.target}")
     _say("running the pipeline with kfp.local (one subprocess per step):")
     run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose)

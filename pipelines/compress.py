@@ -1,4 +1,4 @@
-"""The compression pipeline: registry -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
+"""The compression pipeline: registry -> ONNX -> [qat] -> quantize -> evaluate -> gate -> registry."""
 
 from kfp import dsl
 from kfp.dsl import Artifact
@@ -23,10 +23,14 @@ def compress(recipe: str, tracking_uri: str) -> Artifact:
     src = resolve(recipe=recipe, tracking_uri=tracking_uri)
     src.set_caching_options(False)  # an alias may move between scheduled runs
     # The baseline is always the untouched source; QAT (when on) only changes what gets quantized.
-    baseline = export_onnx(source_model=src.outputs["source_model"]).set_display_name("export-source")
-    prep = qat(recipe=recipe, source_model=src.outputs["source_model"], dataset=src.outputs["dataset"])
-    onnx = export_onnx(source_model=prep.outputs["prepared"]).set_display_name("export-prepared")
-    quant = quantize(recipe=recipe, model=onnx.outputs["onnx_model"], dataset=src.outputs["dataset"])
+    baseline = export_onnx(source_model=src.outputs["source_model"])
+    prep = qat(
+        recipe=recipe,
+        source_model=src.outputs["source_model"],
+        baseline=baseline.outputs["onnx_model"],
+        dataset=src.outputs["dataset"],
+    )
+    quant = quantize(recipe=recipe, model=prep.outputs["prepared"], dataset=src.outputs["dataset"])
     ev = evaluate(
         recipe=recipe,
         candidate=quant.outputs["quantized"],

@@ -8,18 +8,20 @@ from modelpress.components.image import IMAGE
 def qat(
     recipe: str,
     source_model: Input[Model],
+    baseline: Input[Model],
     dataset: Input[Dataset],
     prepared: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Quantization-aware fine-tuning of a torch source for static INT8 (`quantize.qat` in the recipe).
+    """The ONNX model the quantize step gets.
 
-    Without `quantize.qat` the source passes through unchanged.
+    With `quantize.qat` in the recipe: quantization-aware fine-tuning of the torch source for
+    static INT8, then an ONNX export. Without it: the baseline ONNX passes through unchanged.
     """
     from modelpress.components.steps import qat_step
     from modelpress.components.task import user_errors
 
     with user_errors("qat"):
-        measured = qat_step(recipe, source_model.path, dataset.path, prepared.path)
+        measured = qat_step(recipe, source_model.path, baseline.path, dataset.path, prepared.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

@@ -18,8 +18,7 @@ def test_pipeline_compiles_and_loads_back(tmp_path: Path):
     assert loaded.name == "modelpress-compress"
     spec = yaml.safe_load(path.read_text())
     execs = spec["deploymentSpec"]["executors"]
-    # export_onnx runs twice: the untouched source (baseline) and the QAT-prepared model.
-    assert {f"exec-{s}" for s in STEPS} | {"exec-export-onnx-2"} == set(execs)
+    assert {f"exec-{s}" for s in STEPS} == set(execs)
     for ex in execs.values():
         assert ex["container"]["image"] == IMAGE
         # no pip install at run time: the image carries everything
