@@ -56,10 +56,46 @@ def export_step(model_in: Path, model_out: Path) -> None:
     _say(f"exported ONNX to {model_out}")
 
 
+def _read_notes(model_dir: Path) -> dict[str, Any]:
+    path = Path(model_dir) / NOTES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_notes(model_dir: Path, notes: dict[str, Any]) -> None:
+    """Notes travel inside the model folder, step to step, up to the register step."""
+    if notes:
+        (Path(model_dir) / NOTES_FILE).write_text(json.dumps(notes, indent=2))
+
+
+def prune_step(recipe_json: str, source_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
+    """The torch model later steps start from: pruned and fine-tuned, or the source itself."""
+    import shutil
+
+    from modelpress.core.data import DatasetSplits
+    from modelpress.core.hardware import parse_target
+    from modelpress.core.technique import get_technique
+
+    recipe = _recipe(recipe_json)
+    if recipe.prune is None:
+        shutil.copytree(source_in, model_out, dirs_exist_ok=True)
+        _say("prune: off (no prune section in the recipe); the source passes through")
+        return {}
+    result = get_technique("prune").apply(
+        Path(source_in), DatasetSplits.load(dataset), recipe.prune, parse_target(recipe.target), Path(model_out)
+    )
+    m = result.metrics
+    _write_notes(Path(model_out), {"prune": {**result.notes, "metrics": m}})
+    _say(
+        f"prune: params {m['params_ratio']:.2f}x, nonzero {m['nonzero_ratio']:.2f}x, MACs {m['macs_ratio']:.2f}x, "
+        f"file {m['file_ratio']:.2f}x; val accuracy {m['val_accuracy_before']:.4f} -> {m['val_accuracy']:.4f}"
+    )
+    return m
+
+
 def qat_step(
-    recipe_json: str, source_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
+    recipe_json: str, model_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
 ) -> dict[str, float]:
-    """The ONNX model to quantize: the baseline itself, or (with quantize.qat) a QAT-tuned export."""
+    """The ONNX model to quantize: the baseline itself, or an export of the pruned and/or QAT-tuned model."""
     import shutil
     import tempfile
 
@@ -69,17 +105,24 @@ def qat_step(
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json)
-    if recipe.quantize.qat is None:
+    if recipe.quantize.qat is None and recipe.prune is None:
         # No second export: the untouched source's ONNX is what gets quantized.
         shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
         _say("qat: off (no quantize.qat in the recipe); the source's ONNX passes through")
         return {}
+    notes = _read_notes(Path(model_in))
+    if recipe.quantize.qat is None:
+        export_onnx(Path(model_in), Path(onnx_out))
+        _write_notes(Path(onnx_out), notes)
+        _say("qat: off; exported the pruned model to ONNX")
+        return {}
     with tempfile.TemporaryDirectory(prefix="modelpress-qat-") as tmp:
         result = get_technique("qat").apply(
-            Path(source_in), DatasetSplits.load(dataset), recipe.quantize,
+            Path(model_in), DatasetSplits.load(dataset), recipe.quantize,
             parse_target(recipe.target), Path(tmp) / "tuned",
         )
         export_onnx(result.model_dir, Path(onnx_out))
+    _write_notes(Path(onnx_out), {**notes, "qat": result.notes})
     _say("qat: exported the fine-tuned model to ONNX")
     return result.metrics
 
@@ -92,12 +135,18 @@ def quantize_step(
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json)
+    if not recipe.quantizes():
+        import shutil
+
+        shutil.copytree(model_in, model_out, dirs_exist_ok=True)
+        _say(f"quantize: none for the fp32 target {recipe.target}; the model passes through")
+        return {}
     technique = get_technique("quantize")
     data = DatasetSplits.load(dataset) if dataset else None
     result = technique.apply(
         Path(model_in), data, recipe.quantize, parse_target(recipe.target), Path(model_out)
     )
-    (Path(model_out) / NOTES_FILE).write_text(json.dumps({"quantize": result.notes}, indent=2))
+    _write_notes(Path(model_out), {**_read_notes(Path(model_in)), "quantize": result.notes})
     notes = result.notes
     _say(f"quantize: mode {notes['settings']['mode']}, size {result.metrics['size_ratio']:.2f}x of source")
     if "quantized_by_op" in notes:
@@ -168,8 +217,10 @@ def register_step(
 
     recipe = _recipe(recipe_json)
     verdict = json.loads(Path(verdict_json).read_text())
-    notes_path = Path(candidate) / NOTES_FILE
-    notes = json.loads(notes_path.read_text()) if notes_path.is_file() else {}
+    notes = _read_notes(Path(candidate))
+    metrics = flat_metrics(verdict["evaluation"])
+    # What pruning measured on the torch model (params, MACs) is part of the variant's record.
+    metrics.update({f"prune_{k}": v for k, v in notes.get("prune", {}).get("metrics", {}).items()})
     # Which provider measured what (and what could not be measured here) travels with the variant.
     notes["evaluation_environment"] = verdict["evaluation"]["environment"]
     attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
@@ -180,7 +231,7 @@ def register_step(
         target=parse_target(recipe.target),
         chain=recipe.chain(),
         config_hash=recipe.config_hash(),
-        metrics=flat_metrics(verdict["evaluation"]),
+        metrics=metrics,
         verdict={k: verdict[k] for k in ("passed", "reason", "results")},
         pipeline_run_id=pipeline_run_id,
         alias=recipe.variant.alias,

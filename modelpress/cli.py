@@ -86,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
     recipe = load_recipe(args.recipe, source=args.source, target=args.target)
-    get_technique("quantize").check_target(recipe.quantize, parse_target(recipe.target))
+    if recipe.quantizes():
+        get_technique("quantize").check_target(recipe.quantize, parse_target(recipe.target))
     uri = tracking_uri()
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts

@@ -13,12 +13,13 @@ def components() -> dict:
     from modelpress.components.evaluate.component import evaluate
     from modelpress.components.export_onnx.component import export_onnx
     from modelpress.components.gate.component import gate
+    from modelpress.components.prune.component import prune
     from modelpress.components.qat.component import qat
     from modelpress.components.quantize.component import quantize
     from modelpress.components.register.component import register
     from modelpress.components.resolve.component import resolve
 
-    return {c.name: c for c in (resolve, qat, export_onnx, quantize, evaluate, gate, register)}
+    return {c.name: c for c in (resolve, prune, qat, export_onnx, quantize, evaluate, gate, register)}
 
 
 def compile_pipeline(path: Path) -> Path:

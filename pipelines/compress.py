@@ -1,4 +1,4 @@
-"""The compression pipeline: registry -> ONNX -> [qat] -> quantize -> evaluate -> gate -> registry."""
+"""The compression pipeline: registry -> [prune] -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
 
 from kfp import dsl
 from kfp.dsl import Artifact
@@ -6,6 +6,7 @@ from kfp.dsl import Artifact
 from modelpress.components.evaluate.component import evaluate
 from modelpress.components.export_onnx.component import export_onnx
 from modelpress.components.gate.component import gate
+from modelpress.components.prune.component import prune
 from modelpress.components.qat.component import qat
 from modelpress.components.quantize.component import quantize
 from modelpress.components.register.component import register
@@ -16,7 +17,7 @@ PIPELINE_NAME = "modelpress-compress"
 
 @dsl.pipeline(
     name=PIPELINE_NAME,
-    description="Pull a model from the MLflow registry, quantize it for a hardware target, "
+    description="Pull a model from the MLflow registry, optionally prune it, quantize it for a hardware target, "
     "gate it against the source, and register the variant only if every gate passes.",
 )
 def compress(recipe: str, tracking_uri: str) -> Artifact:
@@ -24,9 +25,10 @@ def compress(recipe: str, tracking_uri: str) -> Artifact:
     src.set_caching_options(False)  # an alias may move between scheduled runs
     # The baseline is always the untouched source; QAT (when on) only changes what gets quantized.
     baseline = export_onnx(source_model=src.outputs["source_model"])
+    pruned = prune(recipe=recipe, source_model=src.outputs["source_model"], dataset=src.outputs["dataset"])
     prep = qat(
         recipe=recipe,
-        source_model=src.outputs["source_model"],
+        model=pruned.outputs["pruned"],
         baseline=baseline.outputs["onnx_model"],
         dataset=src.outputs["dataset"],
     )

@@ -18,9 +18,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from modelpress.components.evaluate.measure import EvaluateConfig
+from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.quantize.settings import QuantizeConfig
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.hardware import parse_target
@@ -48,6 +49,7 @@ class Recipe(FrozenConfig):
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
     )
     target: str = Field(default="cpu-x86-int8", description="Hardware target (modelpress targets).")
+    prune: PruneConfig | None = Field(default=None, description="Prune step; None: no pruning.")
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
     gates: tuple[Gate, ...] = Field(
@@ -72,6 +74,21 @@ class Recipe(FrozenConfig):
         except ModelpressError as exc:
             raise ValueError(str(exc)) from None
 
+    @model_validator(mode="after")
+    def _something_to_do(self) -> Recipe:
+        if parse_target(self.target).quantization is None:  # an fp32 target: nothing is quantized
+            if self.quantize != QuantizeConfig():
+                raise ValueError(f"target {self.target} is fp32: drop the quantize section")
+            if self.prune is None:
+                raise ValueError(
+                    f"target {self.target} is fp32 and there is no prune section, so the variant "
+                    "would be the source itself; add prune, or pick an int8 or fp16 target"
+                )
+        return self
+
+    def quantizes(self) -> bool:
+        return parse_target(self.target).quantization is not None
+
     def config_hash(self) -> str:
         """Hash of what shapes the variant and its acceptance.
 
@@ -83,7 +100,12 @@ class Recipe(FrozenConfig):
 
     def chain(self) -> list[str]:
         """The techniques that shape the variant, in order (recorded as lineage)."""
-        return (["qat"] if self.quantize.qat is not None else []) + ["export_onnx", "quantize"]
+        return (
+            (["prune"] if self.prune is not None else [])
+            + (["qat"] if self.quantize.qat is not None else [])
+            + ["export_onnx"]
+            + (["quantize"] if self.quantizes() else [])
+        )
 
     def to_json(self) -> str:
         return self.model_dump_json()

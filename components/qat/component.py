@@ -7,7 +7,7 @@ from modelpress.components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def qat(
     recipe: str,
-    source_model: Input[Model],
+    model: Input[Model],
     baseline: Input[Model],
     dataset: Input[Dataset],
     prepared: Output[Model],
@@ -15,13 +15,14 @@ def qat(
 ):
     """The ONNX model the quantize step gets.
 
-    With `quantize.qat` in the recipe: quantization-aware fine-tuning of the torch source for
-    static INT8, then an ONNX export. Without it: the baseline ONNX passes through unchanged.
+    With `quantize.qat` in the recipe: quantization-aware fine-tuning of the (pruned) torch model
+    for static INT8, then an ONNX export. Without it: an export of the pruned model, or, with no
+    pruning either, the baseline ONNX unchanged.
     """
     from modelpress.components.steps import qat_step
     from modelpress.components.task import user_errors
 
     with user_errors("qat"):
-        measured = qat_step(recipe, source_model.path, baseline.path, dataset.path, prepared.path)
+        measured = qat_step(recipe, model.path, baseline.path, dataset.path, prepared.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

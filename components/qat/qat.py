@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from modelpress.components.quantize.settings import QuantizeConfig, resolve
 from modelpress.core import artifacts

@@ -2,7 +2,9 @@
 
     <dir>/manifest.json   format, input spec, and (torch) the architecture spec
     <dir>/model.onnx      format "onnx": deployable variants
-    <dir>/weights.npz     format "torch-npz": torch weights between steps
+    <dir>/weights.npz     format "torch-npz": torch weights between steps; a tensor
+                          that is mostly zeros is stored as its nonzero values plus
+                          a bitmask (`<key>.nz` + `<key>.mask`), listed in the manifest
 
 Why not pickle, `torch.save` or `mlflow.pytorch`: each of those unpickles on
 load, and a registry is shared storage, so a tampered artifact would run code
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -47,6 +49,9 @@ class ModelManifest(FrozenConfig):
         default=None, description="Architecture spec; required for torch-npz."
     )
     dataset: str | None = Field(default=None, description="Dataset the model was trained on.")
+    sparse: tuple[str, ...] = Field(
+        default=(), description="torch-npz: weights stored as nonzero values + bitmask."
+    )
 
 
 def read_manifest(model_dir: str | Path) -> ModelManifest:
@@ -74,13 +79,41 @@ def save_torch(
 
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+    arrays: dict[str, np.ndarray] = {}
+    sparse = []
+    for key, tensor in module.state_dict().items():
+        a = tensor.detach().cpu().numpy()
+        nz = a[a != 0]
+        # values (4 B each) + 1 bit per entry beats 4 B per entry below ~97% density
+        if a.dtype == np.float32 and a.size >= 64 and nz.size * 4 + a.size / 8 < a.size * 4:
+            arrays[f"{key}.nz"] = nz
+            arrays[f"{key}.mask"] = np.packbits(a.reshape(-1) != 0)
+            sparse.append(key)
+        else:
+            arrays[key] = a
     with open(out / WEIGHTS_FILE, "wb") as fh:
         np.savez(fh, **arrays)
     _write_manifest(
-        out, ModelManifest(format="torch-npz", input=input_spec, architecture=arch, dataset=dataset)
+        out,
+        ModelManifest(
+            format="torch-npz", input=input_spec, architecture=arch, dataset=dataset, sparse=tuple(sparse)
+        ),
     )
     return out
+
+
+def _dense(npz: Any, key: str, shape: tuple[int, ...]) -> Any:
+    """Rebuild a tensor stored as nonzero values + bitmask."""
+    import numpy as np
+
+    size = int(np.prod(shape))
+    mask = np.unpackbits(npz[f"{key}.mask"], count=size).astype(bool)
+    values = npz[f"{key}.nz"]
+    if values.size != int(mask.sum()):
+        raise ValueError(f"{key}: {values.size} values for {int(mask.sum())} mask bits")
+    dense = np.zeros(size, dtype=values.dtype)
+    dense[mask] = values
+    return dense.reshape(shape)
 
 
 def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
@@ -96,11 +129,16 @@ def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
             "this step needs a torch source model",
         )
     module = build_model(manifest.architecture)
+    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     try:
         with np.load(Path(model_dir) / WEIGHTS_FILE, allow_pickle=False) as npz:
-            state = {k: torch.from_numpy(npz[k].copy()) for k in npz.files}
+            state = {k: torch.from_numpy(npz[k].copy()) for k in npz.files if k not in _sparse_keys(manifest)}
+            for key in manifest.sparse:
+                if key not in shapes:
+                    raise ValueError(f"sparse weight {key} is not in the architecture")
+                state[key] = torch.from_numpy(_dense(npz, key, shapes[key]))
         module.load_state_dict(state, strict=True)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
         raise ModelpressError(
             f"weights in {model_dir} are corrupt or do not match the architecture "
             f"({str(exc).splitlines()[0]})",
@@ -108,6 +146,10 @@ def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
         ) from None
     module.eval()
     return module, manifest
+
+
+def _sparse_keys(manifest: ModelManifest) -> set[str]:
+    return {f"{k}.{part}" for k in manifest.sparse for part in ("nz", "mask")}
 
 
 def save_onnx(

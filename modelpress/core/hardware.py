@@ -16,7 +16,6 @@ from pydantic import Field, model_validator
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.errors import ModelpressError
 
-
 QuantMode = Literal["dynamic", "static", "fp16"]
 QuantFormatName = Literal["qdq", "qoperator"]
 IntType = Literal["qint8", "quint8"]

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 _BUILTIN: dict[str, str] = {
     "quantize": "modelpress.components.quantize.ort_quantize",
     "qat": "modelpress.components.qat.qat",
+    "prune": "modelpress.components.prune.prune",
 }
 _REGISTERED: dict[str, type[Technique]] = {}
 

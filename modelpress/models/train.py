@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -49,8 +50,12 @@ def train(
     data: DatasetSplits,
     config: TrainConfig,
     progress: Callable[[str], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> TrainResult:
-    """Train in place; the module ends with the weights of its best val epoch."""
+    """Train in place; the module ends with the weights of its best val epoch.
+
+    `after_step` runs after every optimizer step (pruning uses it to keep pruned weights at zero).
+    """
     import torch
 
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -72,6 +77,8 @@ def train(
             loss = loss_fn(module(x[idx]), y[idx])
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step()
         val = accuracy(module, data.x_val, data.y_val)
         if val > best[0]:
             best = (val, epoch, copy.deepcopy(module.state_dict()))

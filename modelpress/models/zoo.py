@@ -7,7 +7,7 @@ class defined here and passes it typed, bounded numbers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
@@ -35,7 +35,7 @@ class MLPSpec(FrozenConfig):
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
 
 
-ArchSpec = Annotated[Union[DigitsCNNSpec, MLPSpec], Field(discriminator="family")]
+ArchSpec = Annotated[DigitsCNNSpec | MLPSpec, Field(discriminator="family")]
 
 
 def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch.nn.Module:
@@ -71,3 +71,19 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers.append(nn.Linear(width, spec.num_classes))
         return nn.Sequential(*layers)
     raise TypeError(f"no builder for {type(spec).__name__}")
+
+
+def spec_of(spec: DigitsCNNSpec | MLPSpec, module: torch.nn.Module) -> DigitsCNNSpec | MLPSpec:
+    """The spec of `module`, a (possibly channel-pruned) model built from `spec`.
+
+    Structured pruning changes widths only, so the family stays and the widths are read back.
+    """
+    import torch.nn as nn
+
+    convs = [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)]
+    linears = [m.out_features for m in module.modules() if isinstance(m, nn.Linear)]
+    if isinstance(spec, DigitsCNNSpec):
+        widths = {"channels": tuple(convs), "hidden": linears[0]}
+    else:
+        widths = {"hidden": tuple(linears[:-1])}
+    return type(spec).model_validate({**spec.model_dump(), **widths})

@@ -33,7 +33,7 @@ def test_pipeline_registers_variant_with_lineage(first_run, client, demo_source)
     proc, _ = first_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     # The one table a person reads.
-    header = next(l for l in proc.stdout.splitlines() if l.startswith("| variant"))
+    header = next(line for line in proc.stdout.splitlines() if line.startswith("| variant"))
     for col in ("target", "size vs source", "accuracy vs source", "latency p50 vs source", "gate",
                 "registry URI"):
         assert col in header

@@ -1,4 +1,5 @@
 import pytest
+from pydantic import ValidationError
 
 from modelpress.core.hardware import catalog, parse_target
 from modelpress.errors import ModelpressError
@@ -58,7 +59,7 @@ def test_config_hash_tracks_what_shapes_the_variant():
 
 
 def test_recipe_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         Recipe().target = "cpu-arm64-int8"  # type: ignore[misc]
 
 

@@ -1,7 +1,8 @@
 import pytest
+from pydantic import ValidationError
 
-from modelpress.errors import ModelpressError
 from modelpress.core.config import parse_config
+from modelpress.errors import ModelpressError
 from modelpress.validators.gates import ChangeThreshold, Gate, ValueThreshold, check, check_all
 
 
@@ -78,6 +79,6 @@ def test_bad_gate_configs_are_refused(bad):
 
 def test_threshold_models_are_frozen():
     v = ValueThreshold(lower=0.1)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         v.lower = 0.2  # type: ignore[misc]
     assert ChangeThreshold(max_degradation=0.01).max_degradation == 0.01

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from modelpress.components.quantize.settings import QuantizeConfig, resolve
 from modelpress.components.qat.qat import _weight_layers
+from modelpress.components.quantize.settings import QuantizeConfig, resolve
 from modelpress.core import artifacts
 from modelpress.core.data import load_dataset
 from modelpress.core.hardware import parse_target
@@ -48,7 +48,7 @@ def test_conv_layers_are_paired_with_their_batchnorm():
     import torch.nn as nn
 
     pairs = _weight_layers(build_model(DigitsCNNSpec()))
-    assert [type(l).__name__ for l, _ in pairs] == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    assert [type(layer).__name__ for layer, _ in pairs] == ["Conv2d", "Conv2d", "Linear", "Linear"]
     assert [isinstance(b, nn.BatchNorm2d) for _, b in pairs] == [True, True, False, False]
 
 

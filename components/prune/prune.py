@@ -1,0 +1,307 @@
+"""The prune technique: torch model folder in, smaller torch model folder out.
+
+    load -> check layer names -> [sensitivity scan -> choose ratios]
+         -> for each schedule step: prune to the step's ratio, fine-tune
+         -> fine-tune -> save (structured: a narrower architecture; unstructured: sparse weights)
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from modelpress.components.prune import measure
+from modelpress.components.prune.settings import PruneConfig, SensitivityConfig
+from modelpress.core import artifacts
+from modelpress.core.data import DatasetSplits
+from modelpress.core.hardware import HardwareTarget
+from modelpress.core.technique import Result, Technique
+from modelpress.errors import ModelpressError
+
+if TYPE_CHECKING:
+    import torch
+
+    from modelpress.components.prune.structured import Group
+
+
+def _say(msg: str) -> None:
+    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
+
+
+class _Pruner:
+    """What differs between the two methods: what a 'layer' is and how it is cut."""
+
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], config: PruneConfig) -> None:
+        self.module = module
+        self.input_shape = input_shape
+        self.config = config
+        known = list(measure.weight_layers(module))
+        for key, names in (("layer_ratios", list(config.layer_ratios)), ("exclude", list(config.exclude))):
+            for name in names:
+                if name not in known:
+                    raise ModelpressError(
+                        f"prune.{key}: this model has no Conv2d or Linear layer named {name!r}",
+                        f"use one of: {', '.join(known)}",
+                    )
+
+    def layers(self) -> list[str]:
+        """Names the ratios are chosen for."""
+        raise NotImplementedError
+
+    def final_ratios(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def prune_to(self, ratios: dict[str, float], global_ratio: float | None = None) -> None:
+        """Prune each named layer to its ratio (unstructured: the rest to one global ratio)."""
+        raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Runs after each optimizer step while fine-tuning."""
+
+    def report(self) -> dict:
+        raise NotImplementedError
+
+
+class _Unstructured(_Pruner):
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], config: PruneConfig) -> None:
+        from modelpress.components.prune.unstructured import Masks
+
+        super().__init__(module, input_shape, config)
+        self.names = [n for n in measure.weight_layers(module) if n not in config.exclude]
+        if not self.names:
+            raise ModelpressError("prune: every layer is excluded", "remove names from prune.exclude")
+        self.masks = Masks(module, self.names)
+
+    def layers(self) -> list[str]:
+        return self.names
+
+    def final_ratios(self) -> dict[str, float]:
+        c = self.config
+        if c.scope == "per_layer":
+            return {n: c.layer_ratios.get(n, c.ratio or 0.0) for n in self.names}
+        return dict(c.layer_ratios)  # the rest share one global threshold at `ratio`
+
+    def prune_to(self, ratios: dict[str, float], global_ratio: float | None = None) -> None:
+        self.masks.update(ratios, global_ratio)
+
+    def after_step(self) -> None:
+        self.masks.apply()
+
+    def report(self) -> dict:
+        return {"layer_sparsity": {k: round(v, 4) for k, v in measure.layer_sparsity(self.module).items()}}
+
+
+class _Structured(_Pruner):
+    def __init__(self, module: torch.nn.Module, input_shape: tuple[int, ...], config: PruneConfig) -> None:
+        from modelpress.components.prune.structured import trace_groups
+
+        super().__init__(module, input_shape, config)
+        self.groups: list[Group] = trace_groups(module, input_shape, frozenset(config.exclude))
+        self.original = {g.name: g.size for g in self.groups}
+        self.by_layer = {p: g for g in self.groups for p in g.producers}
+        for name in config.layer_ratios:
+            g = self.by_layer.get(name)
+            if g is None or g.protected:
+                why = g.protected if g else "it consumes channels but produces none that can be removed"
+                raise ModelpressError(
+                    f"prune.layer_ratios: layer {name!r} cannot lose channels ({why})",
+                    f"prunable layers: {', '.join(self.layers()) or 'none'}",
+                )
+        if not self.layers():
+            raise ModelpressError(
+                "structured pruning found no channels it may remove in this model",
+                "every group feeds the output or is excluded; use prune.method: unstructured",
+            )
+
+    def layers(self) -> list[str]:
+        return [g.name for g in self.groups if not g.protected]
+
+    def final_ratios(self) -> dict[str, float]:
+        c = self.config
+        out = {}
+        for g in self.groups:
+            if g.protected:
+                continue
+            named = [c.layer_ratios[p] for p in g.producers if p in c.layer_ratios]
+            out[g.name] = max(named) if named else (c.ratio or 0.0)
+        return out
+
+    def prune_to(self, ratios: dict[str, float], global_ratio: float | None = None) -> None:
+        from modelpress.components.prune.structured import prune_groups
+
+        keep = {
+            name: max(1, round(self.original[name] * (1.0 - r))) for name, r in ratios.items()
+        }
+        prune_groups(self.module, self.groups, keep)
+
+    def report(self) -> dict:
+        return {
+            "channels": {g.name: f"{self.original[g.name]}->{g.size}" for g in self.groups if not g.protected},
+            "kept_whole": {g.name: g.protected for g in self.groups if g.protected},
+        }
+
+
+def _pruner(module: torch.nn.Module, shape: tuple[int, ...], config: PruneConfig) -> _Pruner:
+    return (_Structured if config.method == "structured" else _Unstructured)(module, shape, config)
+
+
+def _cost_fn(
+    module: torch.nn.Module, shape: tuple[int, ...], config: PruneConfig
+) -> Callable[[dict[str, float]], float]:
+    """Cost of a model pruned at `ratios` (no fine-tuning), for the sensitivity search."""
+    objective = config.sensitivity.objective  # type: ignore[union-attr]
+
+    def cost(ratios: dict[str, float]) -> float:
+        trial = copy.deepcopy(module)
+        pruner = _pruner(trial, shape, config.model_copy(update={"sensitivity": None, "layer_ratios": {}}))
+        pruner.prune_to(ratios)
+        if objective == "latency":
+            return measure.ort_latency_ms(trial, shape, runs=30)
+        macs = measure.count_macs(trial, shape)
+        if config.method == "unstructured":  # zeros cost nothing in a sparse format
+            density = {n: 1.0 - s for n, s in measure.layer_sparsity(trial).items()}
+            return sum(m * density[n] for n, m in macs.items()) if objective == "macs" \
+                else float(measure.count_nonzero(trial))
+        return float(sum(macs.values())) if objective == "macs" else float(measure.count_params(trial))
+
+    return cost
+
+
+def _choose_by_sensitivity(
+    module: torch.nn.Module, shape: tuple[int, ...], data: DatasetSplits, config: PruneConfig,
+    sens: SensitivityConfig,
+) -> tuple[dict[str, float], dict]:
+    from modelpress.components.prune import sensitivity
+    from modelpress.models.train import accuracy
+
+    if config.method == "unstructured" and sens.objective == "latency":
+        raise ModelpressError(
+            "prune.sensitivity.objective latency needs structured pruning: zeros do not speed up "
+            "dense kernels", "use objective params or macs, or method: structured",
+        )
+    plain = config.model_copy(update={"sensitivity": None, "layer_ratios": {}})
+    baseline = accuracy(module, data.x_val, data.y_val)
+
+    def probe(layer: str, ratio: float) -> float:
+        trial = copy.deepcopy(module)
+        _pruner(trial, shape, plain).prune_to({layer: ratio})
+        return accuracy(trial, data.x_val, data.y_val)
+
+    layers = _pruner(copy.deepcopy(module), shape, plain).layers()
+    table = sensitivity.scan(layers, sens.ratios, probe, baseline, _say)
+    chosen = sensitivity.choose(
+        table, _cost_fn(module, shape, plain.model_copy(update={"sensitivity": sens})),
+        sens.keep, sens.max_accuracy_drop, sens.objective,
+    )
+    _say(f"sensitivity chose {chosen or 'no pruning'} to keep {sens.objective} <= {sens.keep:.0%}")
+    notes = {"table": {k: {str(r): round(d, 4) for r, d in v.items()} for k, v in table.items()},
+             "chosen": chosen, "objective": sens.objective, "keep": sens.keep}
+    return chosen, notes
+
+
+def prune(
+    module: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    data: DatasetSplits,
+    config: PruneConfig,
+    say: Callable[[str], None] = _say,
+) -> tuple[torch.nn.Module, dict[str, float], dict]:
+    """Prune and fine-tune `module` in place; returns it with metrics and notes."""
+    from modelpress.models.train import accuracy, train
+
+    before = measure.summary(module, input_shape)
+    val_before = accuracy(module, data.x_val, data.y_val)
+    notes: dict = {"config": config.model_dump(mode="json")}
+    global_final = config.ratio if config.method == "unstructured" and config.scope == "global" else None
+    if config.sensitivity is not None:
+        final, notes["sensitivity"] = _choose_by_sensitivity(
+            module, input_shape, data, config, config.sensitivity
+        )
+        pruner = _pruner(module, input_shape, config.model_copy(update={"sensitivity": None}))
+        global_final = None
+    else:
+        pruner = _pruner(module, input_shape, config)
+        final = pruner.final_ratios()
+    steps = config.schedule.steps
+    between = config.finetune.model_copy(
+        update={"epochs": config.schedule.epochs_per_step, "patience": config.schedule.epochs_per_step + 1}
+    )
+    for step in range(1, steps + 1):
+        step_ratios = {n: config.ratio_at(r, step) for n, r in final.items()}
+        step_global = None if global_final is None else config.ratio_at(global_final, step)
+        pruner.prune_to(step_ratios, step_global)
+        val = accuracy(module, data.x_val, data.y_val)
+        shown = step_global if step_global is not None else max(step_ratios.values(), default=0.0)
+        say(f"prune step {step}/{steps}: ratio {shown:.3f}, val accuracy before fine-tuning {val:.4f}")
+        if step == 1 and steps == 1:
+            notes["val_accuracy_no_finetune"] = val
+        if step < steps and between.epochs > 0:
+            train(module, data, between, progress=lambda m: None, after_step=pruner.after_step)
+    val_pruned = accuracy(module, data.x_val, data.y_val)
+    say(f"fine-tuning up to {config.finetune.epochs} epochs (early stop on val)")
+    train(module, data, config.finetune, progress=say, after_step=pruner.after_step)
+    pruner.after_step()
+    after = measure.summary(module, input_shape)
+    metrics = {
+        "params_before": before["params"],
+        "params": after["params"],
+        "params_ratio": after["params"] / before["params"],
+        "nonzero_params": after["nonzero_params"],
+        "nonzero_ratio": after["nonzero_params"] / before["nonzero_params"],
+        "macs_before": before["macs"],
+        "macs": after["macs"],
+        "macs_ratio": after["macs"] / before["macs"],
+        "val_accuracy_before": val_before,
+        "val_accuracy_pruned": val_pruned,
+        "val_accuracy": accuracy(module, data.x_val, data.y_val),
+    }
+    if config.method == "unstructured":
+        macs = measure.count_macs(module, input_shape)
+        density = {n: 1.0 - s for n, s in measure.layer_sparsity(module).items()}
+        metrics["macs_nonzero_ratio"] = sum(m * density[n] for n, m in macs.items()) / before["macs"]
+        weights = measure.weight_layers(module)
+        total = sum(m.weight.numel() for m in weights.values())
+        metrics["weight_sparsity"] = sum(int((m.weight == 0).sum()) for m in weights.values()) / total
+    notes.update(pruner.report())
+    return module, metrics, notes
+
+
+class Prune(Technique):
+    """Magnitude pruning of a torch model: unstructured (sparse file) or structured (narrower model)."""
+
+    name = "prune"
+    Config = PruneConfig
+    input_format = "torch-npz"
+
+    def apply(
+        self,
+        model_dir: Path,
+        data: DatasetSplits | None,
+        config: PruneConfig,  # type: ignore[override]
+        target: HardwareTarget,
+        out_dir: Path,
+    ) -> Result:
+        from modelpress.models.zoo import spec_of
+
+        manifest = artifacts.read_manifest(model_dir)
+        if manifest.format != "torch-npz":
+            raise ModelpressError(
+                f"prune works on torch models, but {model_dir} holds {manifest.format}",
+                "register the source as a modelpress torch model, or drop the prune section",
+            )
+        if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
+            raise ModelpressError("prune needs training and validation data to fine-tune, and has none")
+        module, manifest = artifacts.load_torch(model_dir)
+        shape = manifest.input.shape
+        module, metrics, notes = prune(module, shape, data, config)
+        arch = spec_of(manifest.architecture, module)  # type: ignore[arg-type]
+        artifacts.save_torch(out_dir, module, arch, manifest.input, manifest.dataset)
+        size_before = (Path(model_dir) / artifacts.WEIGHTS_FILE).stat().st_size
+        size_after = (Path(out_dir) / artifacts.WEIGHTS_FILE).stat().st_size
+        metrics.update(file_bytes_before=float(size_before), file_bytes=float(size_after),
+                       file_ratio=size_after / size_before)
+        notes["architecture"] = arch.model_dump(mode="json")
+        return Result(model_dir=out_dir, metrics=metrics, notes=notes)

@@ -1,0 +1,119 @@
+"""What a recipe's `prune:` section may say.
+
+    prune:
+      method: structured        # or unstructured
+      ratio: 0.5                # fraction of channels (structured) or weights (unstructured) removed
+      layer_ratios: {"4": 0.25} # per-layer overrides, by torch module name
+      schedule: {steps: 4}      # gradual pruning (Zhu & Gupta 2017), fine-tuning between steps
+      sensitivity: {objective: macs, keep: 0.5}   # or: let a per-layer scan pick the ratios
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from modelpress.core.config import FrozenConfig
+from modelpress.models.train import TrainConfig
+
+
+def _check_ratio(value: float, what: str) -> float:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{what} {value} is outside [0, 1)")
+    return value
+
+
+class ScheduleConfig(FrozenConfig):
+    steps: int = Field(
+        default=4, ge=1, le=100,
+        description="Pruning steps; step t of n prunes to r_f + (r_i - r_f)(1 - t/n)^exponent.",
+    )
+    initial_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Ratio before the first step (r_i).")
+    exponent: float = Field(default=3.0, ge=1.0, le=10.0, description="Polynomial exponent (3 in Zhu & Gupta).")
+    epochs_per_step: int = Field(
+        default=3, ge=0, le=1000, description="Fine-tuning epochs after every step but the last."
+    )
+
+
+class SensitivityConfig(FrozenConfig):
+    ratios: tuple[float, ...] = Field(
+        default=(0.25, 0.5, 0.75), min_length=1, max_length=16,
+        description="Ratios each layer is probed at, one layer at a time, without fine-tuning.",
+    )
+    objective: Literal["params", "macs", "latency"] = Field(
+        default="macs", description="What the chosen per-layer ratios must shrink."
+    )
+    keep: float = Field(
+        gt=0.0, le=1.0, description="Keep at most this fraction of the objective (0.5: halve the MACs)."
+    )
+    max_accuracy_drop: float = Field(
+        default=0.5, gt=0.0, le=1.0,
+        description="Per-layer probes that lose more validation accuracy than this are never chosen.",
+    )
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        for r in v:
+            _check_ratio(r, "sensitivity ratio")
+        return tuple(sorted(set(v)))
+
+
+class PruneConfig(FrozenConfig):
+    method: Literal["unstructured", "structured"] = Field(
+        description="unstructured: zero single weights (stored sparse); "
+        "structured: remove whole channels and features (the model gets smaller and faster)."
+    )
+    ratio: float | None = Field(
+        default=None,
+        description="Fraction removed, in [0, 1): of weights (unstructured) or of each layer's "
+        "channels (structured). None only with `sensitivity`.",
+    )
+    scope: Literal["global", "per_layer"] = Field(
+        default="global",
+        description="unstructured only: one magnitude threshold for all layers, or `ratio` in each layer.",
+    )
+    layer_ratios: dict[str, float] = Field(
+        default_factory=dict, max_length=1024,
+        description="Per-layer ratio overrides by torch module name (an unknown name is refused with the known ones).",
+    )
+    exclude: tuple[str, ...] = Field(default=(), max_length=1024, description="Layers never pruned.")
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig, description="Gradual pruning.")
+    finetune: TrainConfig = Field(
+        default_factory=lambda: TrainConfig(epochs=30, patience=8),
+        description="Fine-tuning after the last step (early stopping on the validation split).",
+    )
+    sensitivity: SensitivityConfig | None = Field(
+        default=None, description="Scan layer sensitivity and choose per-layer ratios to meet a target."
+    )
+
+    @field_validator("ratio")
+    @classmethod
+    def _ratio(cls, v: float | None) -> float | None:
+        return None if v is None else _check_ratio(v, "ratio")
+
+    @field_validator("layer_ratios")
+    @classmethod
+    def _layer_ratios(cls, v: dict[str, float]) -> dict[str, float]:
+        for layer, r in v.items():
+            _check_ratio(r, f"layer {layer!r} ratio")
+        return v
+
+    @model_validator(mode="after")
+    def _one_way_to_choose(self) -> PruneConfig:
+        if self.ratio is None and self.sensitivity is None and not self.layer_ratios:
+            raise ValueError("set `ratio`, `layer_ratios` or `sensitivity`")
+        if self.sensitivity is not None and (self.ratio is not None or self.layer_ratios):
+            raise ValueError("`sensitivity` chooses the ratios; drop `ratio` and `layer_ratios`")
+        if self.schedule.initial_ratio > (self.ratio or 0.0) and self.ratio is not None:
+            raise ValueError(
+                f"schedule.initial_ratio {self.schedule.initial_ratio} is above ratio {self.ratio}"
+            )
+        return self
+
+    def ratio_at(self, final: float, step: int) -> float:
+        """Ratio after schedule step `step` (1..steps) when the final ratio is `final`."""
+        s = self.schedule
+        start = min(s.initial_ratio, final)
+        return final + (start - final) * (1.0 - step / s.steps) ** s.exponent
