@@ -210,8 +210,12 @@ def prune(
     say: Callable[[str], None] = _say,
 ) -> tuple[torch.nn.Module, dict[str, float], dict]:
     """Prune and fine-tune `module` in place; returns it with metrics and notes."""
-    from modelpress.models.train import accuracy, train
+    from modelpress.models.train import accuracy, distillation_loss, train
 
+    teacher = copy.deepcopy(module).eval()
+    loss = None
+    if config.distill is not None:
+        loss = distillation_loss(teacher, config.distill.temperature, config.distill.alpha)
     before = measure.summary(module, input_shape)
     val_before = accuracy(module, data.x_val, data.y_val)
     notes: dict = {"config": config.model_dump(mode="json")}
@@ -239,10 +243,10 @@ def prune(
         if step == 1 and steps == 1:
             notes["val_accuracy_no_finetune"] = val
         if step < steps and between.epochs > 0:
-            train(module, data, between, progress=lambda m: None, after_step=pruner.after_step)
+            train(module, data, between, progress=lambda m: None, after_step=pruner.after_step, loss=loss)
     val_pruned = accuracy(module, data.x_val, data.y_val)
     say(f"fine-tuning up to {config.finetune.epochs} epochs (early stop on val)")
-    train(module, data, config.finetune, progress=say, after_step=pruner.after_step)
+    train(module, data, config.finetune, progress=say, after_step=pruner.after_step, loss=loss)
     pruner.after_step()
     after = measure.summary(module, input_shape)
     metrics = {
