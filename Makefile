@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm clean
 
 setup: $(VENV)/.installed
 
@@ -28,13 +28,19 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm
+bench: bench-digits bench-minilm bench-prune bench-prune-minilm
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py
 
 bench-minilm: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quantize_minilm.py
+
+bench-prune: setup
+	$(BIN)/python benchmarks/prune_digits.py
+
+bench-prune-minilm: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/prune_minilm.py
 
 clean:
 	rm -rf $(VENV) .modelpress build *.egg-info

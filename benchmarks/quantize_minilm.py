@@ -50,15 +50,21 @@ def sentences(n: int) -> list[str]:
 
 
 def export(model_dir: Path, out: Path) -> None:
-    import torch
     from transformers import AutoModel
+
+    export_module(AutoModel.from_pretrained(str(model_dir)).eval(), out)
+
+
+def export_module(bert, out: Path) -> None:
+    """Export a transformers encoder to ONNX with dynamic batch and sequence axes."""
+    import torch
 
     class Encoder(torch.nn.Module):
         """Positional inputs and one output, whatever transformers' forward() signature is."""
 
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(str(model_dir)).eval()
+            self.bert = bert
 
         def forward(self, input_ids, attention_mask, token_type_ids):
             return self.bert(input_ids=input_ids, attention_mask=attention_mask,

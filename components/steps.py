@@ -170,13 +170,17 @@ def evaluate_step(
         Path(candidate), Path(source), DatasetSplits.load(dataset), parse_target(recipe.target),
         recipe.evaluate, progress=_say,
     ).to_dict()
+    # What earlier techniques measured on the torch model (params, MACs) is gateable too.
+    prune = _read_notes(Path(candidate)).get("prune", {}).get("metrics", {})
+    evaluation["technique"] = {f"prune_{k}": v for k, v in prune.items()}
     Path(out_json).write_text(json.dumps(evaluation, indent=2))
     return evaluation
 
 
 def gate_inputs(evaluation: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    """Candidate metrics (its own plus the comparisons) and the source's, for the gates."""
-    return {**evaluation["candidate"], **evaluation["comparison"]}, dict(evaluation["source"])
+    """Candidate metrics (its own, the comparisons, the techniques') and the source's, for the gates."""
+    candidate = {**evaluation["candidate"], **evaluation["comparison"], **evaluation.get("technique", {})}
+    return candidate, dict(evaluation["source"])
 
 
 def gate_step(recipe_json: str, evaluation_json: Path, verdict_out: Path, report_out: Path) -> bool:
@@ -198,6 +202,7 @@ def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
         **evaluation["candidate"],
         **{f"source_{k}": v for k, v in evaluation["source"].items()},
         **evaluation["comparison"],
+        **evaluation.get("technique", {}),
     }
 
 
@@ -218,9 +223,6 @@ def register_step(
     recipe = _recipe(recipe_json)
     verdict = json.loads(Path(verdict_json).read_text())
     notes = _read_notes(Path(candidate))
-    metrics = flat_metrics(verdict["evaluation"])
-    # What pruning measured on the torch model (params, MACs) is part of the variant's record.
-    metrics.update({f"prune_{k}": v for k, v in notes.get("prune", {}).get("metrics", {}).items()})
     # Which provider measured what (and what could not be measured here) travels with the variant.
     notes["evaluation_environment"] = verdict["evaluation"]["environment"]
     attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
@@ -231,7 +233,7 @@ def register_step(
         target=parse_target(recipe.target),
         chain=recipe.chain(),
         config_hash=recipe.config_hash(),
-        metrics=metrics,
+        metrics=flat_metrics(verdict["evaluation"]),
         verdict={k: verdict[k] for k in ("passed", "reason", "results")},
         pipeline_run_id=pipeline_run_id,
         alias=recipe.variant.alias,

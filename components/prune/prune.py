@@ -149,19 +149,17 @@ def _pruner(module: torch.nn.Module, shape: tuple[int, ...], config: PruneConfig
 
 
 def _cost_fn(
-    module: torch.nn.Module, shape: tuple[int, ...], config: PruneConfig
+    module: torch.nn.Module, shape: tuple[int, ...], plain: PruneConfig, objective: str
 ) -> Callable[[dict[str, float]], float]:
     """Cost of a model pruned at `ratios` (no fine-tuning), for the sensitivity search."""
-    objective = config.sensitivity.objective  # type: ignore[union-attr]
 
     def cost(ratios: dict[str, float]) -> float:
         trial = copy.deepcopy(module)
-        pruner = _pruner(trial, shape, config.model_copy(update={"sensitivity": None, "layer_ratios": {}}))
-        pruner.prune_to(ratios)
+        _pruner(trial, shape, plain).prune_to(ratios)
         if objective == "latency":
             return measure.ort_latency_ms(trial, shape, runs=30)
         macs = measure.count_macs(trial, shape)
-        if config.method == "unstructured":  # zeros cost nothing in a sparse format
+        if plain.method == "unstructured":  # zeros cost nothing in a sparse format
             density = {n: 1.0 - s for n, s in measure.layer_sparsity(trial).items()}
             return sum(m * density[n] for n, m in macs.items()) if objective == "macs" \
                 else float(measure.count_nonzero(trial))
@@ -193,8 +191,7 @@ def _choose_by_sensitivity(
     layers = _pruner(copy.deepcopy(module), shape, plain).layers()
     table = sensitivity.scan(layers, sens.ratios, probe, baseline, _say)
     chosen = sensitivity.choose(
-        table, _cost_fn(module, shape, plain.model_copy(update={"sensitivity": sens})),
-        sens.keep, sens.max_accuracy_drop, sens.objective,
+        table, _cost_fn(module, shape, plain, sens.objective), sens.keep, sens.max_accuracy_drop, sens.objective,
     )
     _say(f"sensitivity chose {chosen or 'no pruning'} to keep {sens.objective} <= {sens.keep:.0%}")
     notes = {"table": {k: {str(r): round(d, 4) for r, d in v.items()} for k, v in table.items()},
@@ -212,10 +209,9 @@ def prune(
     """Prune and fine-tune `module` in place; returns it with metrics and notes."""
     from modelpress.models.train import accuracy, distillation_loss, train
 
-    teacher = copy.deepcopy(module).eval()
     loss = None
-    if config.distill is not None:
-        loss = distillation_loss(teacher, config.distill.temperature, config.distill.alpha)
+    if config.distill is not None:  # the unpruned model, frozen, is the teacher
+        loss = distillation_loss(copy.deepcopy(module).eval(), config.distill.temperature, config.distill.alpha)
     before = measure.summary(module, input_shape)
     val_before = accuracy(module, data.x_val, data.y_val)
     notes: dict = {"config": config.model_dump(mode="json")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -29,7 +30,12 @@ def client(mlflow_server) -> MlflowClient:
 
 def test_prune_then_quantize_registers_one_variant(demo_source, server_env, client, tmp_path):
     recipe = tmp_path / "prune-int8.yaml"
-    recipe.write_text(FAST + PRUNE + "target: cpu-x86-int8\n")
+    recipe.write_text(
+        FAST + PRUNE + "target: cpu-x86-int8\n"
+        "gates:\n"
+        "  - {metric: accuracy, change: {max_degradation: 0.01}}\n"
+        "  - {metric: prune_macs_ratio, direction: lower_is_better, value: {upper: 0.55}}\n"
+    )
     proc = run_cli(["run", "--recipe", str(recipe)], server_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "prune step 2/2" in proc.stderr
@@ -43,6 +49,9 @@ def test_prune_then_quantize_registers_one_variant(demo_source, server_env, clie
     note = json.loads(tags["modelpress.note.prune"])
     assert note["channels"] == {"0": "16->8", "4": "32->16", "9": "64->32"}
     assert json.loads(tags["modelpress.note.quantize"])["settings"]["mode"] == "static"
+    verdict = json.loads(Path(client.download_artifacts(mv.run_id, "verdict.json", str(tmp_path))).read_text())
+    gated = {r["metric"]: r for r in verdict["results"]}
+    assert gated["prune_macs_ratio"]["passed"] and gated["prune_macs_ratio"]["measured"] <= 0.55
     key = tags["modelpress.key"]
     assert len(client.search_model_versions(f"tags.`modelpress.key` = '{key}'")) == 1
 
