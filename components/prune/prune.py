@@ -175,11 +175,6 @@ def _choose_by_sensitivity(
     from modelpress.components.prune import sensitivity
     from modelpress.models.train import accuracy
 
-    if config.method == "unstructured" and sens.objective == "latency":
-        raise ModelpressError(
-            "prune.sensitivity.objective latency needs structured pruning: zeros do not speed up "
-            "dense kernels", "use objective params or macs, or method: structured",
-        )
     plain = config.model_copy(update={"sensitivity": None, "layer_ratios": {}})
     baseline = accuracy(module, data.x_val, data.y_val)
 

@@ -134,6 +134,11 @@ class PruneConfig(FrozenConfig):
             raise ValueError("set `ratio`, `layer_ratios` or `sensitivity`")
         if self.sensitivity is not None and (self.ratio is not None or self.layer_ratios):
             raise ValueError("`sensitivity` chooses the ratios; drop `ratio` and `layer_ratios`")
+        if self.method == "unstructured" and self.sensitivity and self.sensitivity.objective == "latency":
+            raise ValueError(
+                "sensitivity.objective latency needs method structured: zeros do not speed up dense "
+                "kernels (use objective params or macs)"
+            )
         if self.schedule.initial_ratio > (self.ratio or 0.0) and self.ratio is not None:
             raise ValueError(
                 f"schedule.initial_ratio {self.schedule.initial_ratio} is above ratio {self.ratio}"

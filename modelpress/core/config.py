@@ -32,11 +32,13 @@ def parse_config(cls: type[C], data: Any, where: str) -> C:
 def _one_line(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown key")
         else:
-            parts.append(f"{loc}: {err['msg']}")
+            # Our own validators' messages are complete sentences; pydantic prefixes them.
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
 

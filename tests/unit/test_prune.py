@@ -158,3 +158,24 @@ def test_sensitivity_picks_ratios_that_meet_the_macs_target(tmp_path, data):
     assert r.metrics["macs_ratio"] <= 0.5
     assert set(r.notes["sensitivity"]["table"]) == {"0", "4", "9"}
     assert r.notes["sensitivity"]["chosen"]
+
+
+def test_latency_objective_times_each_candidate(tmp_path, data, monkeypatch):
+    """The latency objective asks ONNX Runtime for every candidate; here a stand-in clock
+    proportional to MACs keeps the unit test fast and deterministic."""
+    calls = []
+
+    def fake_latency(module, shape, runs=30):
+        calls.append(module)
+        return float(sum(measure.count_macs(module, shape).values()))
+
+    monkeypatch.setattr(measure, "ort_latency_ms", fake_latency)
+    src = _save(tmp_path, DigitsCNNSpec(), (1, 8, 8))
+    cfg = parse_config(PruneConfig, {
+        "method": "structured", "sensitivity": {"objective": "latency", "keep": 0.6, "max_accuracy_drop": 1.0},
+        **QUICK}, "prune")
+    r = get_technique("prune").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "out")
+    assert calls and r.metrics["macs_ratio"] <= 0.6
+    unstructured = {"method": "unstructured", "sensitivity": {"objective": "latency", "keep": 0.5}}
+    with pytest.raises(ModelpressError, match="objective latency needs method structured"):
+        parse_config(PruneConfig, unstructured, "recipe.prune")
