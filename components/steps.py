@@ -67,6 +67,67 @@ def _write_notes(model_dir: Path, notes: dict[str, Any]) -> None:
         (Path(model_dir) / NOTES_FILE).write_text(json.dumps(notes, indent=2))
 
 
+def distill_step(
+    recipe_json: str, tracking_uri: str, source_in: Path, dataset: Path, model_out: Path
+) -> dict[str, float]:
+    """The student trained on the source (the teacher), or the source itself when distill is off."""
+    import shutil
+
+    from modelpress.core.data import DatasetSplits
+    from modelpress.core.hardware import parse_target
+    from modelpress.core.technique import get_technique
+
+    recipe = _recipe(recipe_json)
+    if recipe.distill is None:
+        shutil.copytree(source_in, model_out, dirs_exist_ok=True)
+        _say("distill: off (no distill section in the recipe); the source passes through")
+        return {}
+    result = get_technique("distill").apply(
+        Path(source_in), DatasetSplits.load(dataset), recipe.distill, parse_target(recipe.target), Path(model_out)
+    )
+    history = result.notes.pop("history")
+    run_id = log_training_run(tracking_uri, recipe, "distill", result.metrics, history)
+    _write_notes(Path(model_out), {"distill": {**result.notes, "metrics": result.metrics,
+                                               "training_run_id": run_id}})
+    m = result.metrics
+    _say(f"distill: student {int(m['student_params'])} params ({m['params_ratio']:.2f}x of the teacher), "
+         f"val accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f}); MLflow run {run_id}")
+    return m
+
+
+def log_training_run(
+    tracking_uri: str, recipe: Any, technique: str, metrics: dict[str, float], history: list[dict[str, float]]
+) -> str:
+    """One MLflow run per training: the technique's config as params, per-epoch metrics, the result."""
+    import time
+
+    from mlflow.entities import Metric, Param, RunTag
+
+    from modelpress.registry import tags as T
+    from modelpress.registry.store import connect, ensure_experiment
+
+    client = connect(tracking_uri)
+    run = client.create_run(
+        ensure_experiment(client, tracking_uri),
+        run_name=f"{technique} {recipe.source} for {recipe.target}",
+        tags={T.KIND: "training", T.PREFIX + "technique": technique, T.PREFIX + "source.uri": recipe.source},
+    )
+    now = int(time.time() * 1000)
+    section = getattr(recipe, technique).model_dump(mode="json")
+    params = [Param(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:6000])
+              for k, v in sorted(section.items())]
+    series = [Metric(k, float(v), now, int(row["epoch"])) for row in history for k, v in row.items() if k != "epoch"]
+    # A final value under a per-epoch name would read as epoch 0; rename it.
+    per_epoch = {k for row in history for k in row}
+    final = [Metric(f"best_{k}" if k in per_epoch else k, float(v), now, 0) for k, v in metrics.items()]
+    for start in range(0, len(series) + len(final), 900):  # log_batch takes at most 1000 metrics
+        client.log_batch(run.info.run_id, metrics=(series + final)[start : start + 900],
+                         params=params if start == 0 else [], tags=[RunTag(T.CONFIG_HASH, recipe.config_hash())]
+                         if start == 0 else [])
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
 def prune_step(recipe_json: str, source_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
     """The torch model later steps start from: pruned and fine-tuned, or the source itself."""
     import shutil
@@ -105,7 +166,7 @@ def qat_step(
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json)
-    if recipe.quantize.qat is None and recipe.prune is None:
+    if recipe.quantize.qat is None and not recipe.changes_weights():
         # No second export: the untouched source's ONNX is what gets quantized.
         shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
         _say("qat: off (no quantize.qat in the recipe); the source's ONNX passes through")
@@ -114,7 +175,7 @@ def qat_step(
     if recipe.quantize.qat is None:
         export_onnx(Path(model_in), Path(onnx_out))
         _write_notes(Path(onnx_out), notes)
-        _say("qat: off; exported the pruned model to ONNX")
+        _say("qat: off; exported the distilled/pruned model to ONNX")
         return {}
     with tempfile.TemporaryDirectory(prefix="modelpress-qat-") as tmp:
         result = get_technique("qat").apply(
@@ -226,6 +287,7 @@ def register_step(
     # Which provider measured what (and what could not be measured here) travels with the variant.
     notes["evaluation_environment"] = verdict["evaluation"]["environment"]
     attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
+    training_run = notes.get("distill", {}).get("training_run_id")
     ref = register_variant(
         connect(tracking_uri),
         source=SourceRef(**json.loads(source_json)),
@@ -239,6 +301,7 @@ def register_step(
         alias=recipe.variant.alias,
         notes=notes,
         attachments=attachments,
+        training_run_id=training_run,
     )
     _say(f"{'registered' if ref.created else 'already registered'} {ref.uri} @{ref.alias}")
     return ref.uri

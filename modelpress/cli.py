@@ -94,8 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     # Preflight: a missing model or alias fails here. A corrupt file fails in the resolve
     # task, the first one, before any compute; its one-line reason is shown the same way.
-    ref = src.resolve(client, recipe.source)
-    _say(f"source: {recipe.source} -> {ref.version_uri}; target: {recipe.target}")
+    try:
+        ref = src.resolve(client, recipe.source)
+    except ModelpressError as exc:
+        if recipe.distill is None:
+            raise
+        raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
+    _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
+         f"target: {recipe.target}")
     _say("running the pipeline with kfp.local (one subprocess per step):")
     run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose)
 

@@ -1,8 +1,9 @@
-"""The compression pipeline: registry -> [prune] -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
+"""The compression pipeline: registry -> [distill] -> [prune] -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
 
 from kfp import dsl
 from kfp.dsl import Artifact
 
+from modelpress.components.distill.component import distill
 from modelpress.components.evaluate.component import evaluate
 from modelpress.components.export_onnx.component import export_onnx
 from modelpress.components.gate.component import gate
@@ -17,7 +18,7 @@ PIPELINE_NAME = "modelpress-compress"
 
 @dsl.pipeline(
     name=PIPELINE_NAME,
-    description="Pull a model from the MLflow registry, optionally prune it, quantize it for a hardware target, "
+    description="Pull a model from the MLflow registry, optionally distill and prune it, quantize it for a hardware target, "
     "gate it against the source, and register the variant only if every gate passes.",
 )
 def compress(recipe: str, tracking_uri: str) -> Artifact:
@@ -25,7 +26,12 @@ def compress(recipe: str, tracking_uri: str) -> Artifact:
     src.set_caching_options(False)  # an alias may move between scheduled runs
     # The baseline is always the untouched source; QAT (when on) only changes what gets quantized.
     baseline = export_onnx(source_model=src.outputs["source_model"])
-    pruned = prune(recipe=recipe, source_model=src.outputs["source_model"], dataset=src.outputs["dataset"])
+    student = distill(
+        recipe=recipe, tracking_uri=tracking_uri, source_model=src.outputs["source_model"],
+        dataset=src.outputs["dataset"],
+    )
+    student.set_caching_options(False)  # it logs an MLflow run the variant links to
+    pruned = prune(recipe=recipe, source_model=student.outputs["student"], dataset=src.outputs["dataset"])
     prep = qat(
         recipe=recipe,
         model=pruned.outputs["pruned"],

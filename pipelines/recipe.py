@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from modelpress.components.distill.settings import DistillConfig
 from modelpress.components.evaluate.measure import EvaluateConfig
 from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.quantize.settings import QuantizeConfig
@@ -49,6 +50,9 @@ class Recipe(FrozenConfig):
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
     )
     target: str = Field(default="cpu-x86-int8", description="Hardware target (modelpress targets).")
+    distill: DistillConfig | None = Field(
+        default=None, description="Distill step (the source is the teacher); None: no distillation."
+    )
     prune: PruneConfig | None = Field(default=None, description="Prune step; None: no pruning.")
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
@@ -79,12 +83,16 @@ class Recipe(FrozenConfig):
         if parse_target(self.target).quantization is None:  # an fp32 target: nothing is quantized
             if self.quantize != QuantizeConfig():
                 raise ValueError(f"target {self.target} is fp32: drop the quantize section")
-            if self.prune is None:
+            if not self.changes_weights():
                 raise ValueError(
-                    f"target {self.target} is fp32 and there is no prune section, so the variant "
-                    "would be the source itself; add prune, or pick an int8 or fp16 target"
+                    f"target {self.target} is fp32 and there is no prune or distill section, so the "
+                    "variant would be the source itself; add one, or pick an int8 or fp16 target"
                 )
         return self
+
+    def changes_weights(self) -> bool:
+        """Whether a torch-level step (distill, prune) changes the model before export."""
+        return self.distill is not None or self.prune is not None
 
     def quantizes(self) -> bool:
         return parse_target(self.target).quantization is not None
@@ -101,7 +109,8 @@ class Recipe(FrozenConfig):
     def chain(self) -> list[str]:
         """The techniques that shape the variant, in order (recorded as lineage)."""
         return (
-            (["prune"] if self.prune is not None else [])
+            (["distill"] if self.distill is not None else [])
+            + (["prune"] if self.prune is not None else [])
             + (["qat"] if self.quantize.qat is not None else [])
             + ["export_onnx"]
             + (["quantize"] if self.quantizes() else [])

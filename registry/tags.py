@@ -12,5 +12,7 @@ TARGET = PREFIX + "target"
 KEY = PREFIX + "key"
 VERDICT = PREFIX + "verdict"
 PIPELINE_RUN = PREFIX + "pipeline_run_id"
+TRAINING_RUN = PREFIX + "training_run_id"  # on a variant: the MLflow run that trained its weights
+VARIANT = PREFIX + "variant"  # on a training run: the variant it produced
 METRIC = PREFIX + "metric."
 NOTE = PREFIX + "note."

@@ -95,6 +95,7 @@ def register_variant(
     alias: str = DEFAULT_ALIAS,
     notes: dict[str, Any] | None = None,
     attachments: dict[str, str] | None = None,
+    training_run_id: str | None = None,
 ) -> VariantRef:
     import mlflow
 
@@ -108,6 +109,8 @@ def register_variant(
     existing = find_variant(client, name, key)
     if existing is not None:
         client.set_registered_model_alias(name, alias, existing.version)
+        if training_run_id:  # a re-run trained again; say which variant already stands for it
+            client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{existing.version} (already registered)")
         return VariantRef(name, str(existing.version), alias, created=False)
 
     onnx_path = artifacts.onnx_file(model_dir)
@@ -128,6 +131,8 @@ def register_variant(
     }
     if dataset := source.tags.get(T.DATASET):
         version_tags[T.DATASET] = dataset
+    if training_run_id:
+        version_tags[T.TRAINING_RUN] = training_run_id
 
     description = model_card(source, target, chain, metrics)
     with mlflow.start_run(run_name=f"register-{name}") as run:
@@ -152,4 +157,6 @@ def register_variant(
         description=description, model_id=info.model_id,
     )
     client.set_registered_model_alias(name, alias, mv.version)
+    if training_run_id:  # and back: the training run names what it produced
+        client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
     return VariantRef(name, str(mv.version), alias, created=True)

@@ -29,6 +29,7 @@ _BUILTIN: dict[str, str] = {
     "quantize": "modelpress.components.quantize.ort_quantize",
     "qat": "modelpress.components.qat.qat",
     "prune": "modelpress.components.prune.prune",
+    "distill": "modelpress.components.distill.distill",
 }
 _REGISTERED: dict[str, type[Technique]] = {}
 

@@ -39,6 +39,8 @@ class TrainResult:
     best_epoch: int
     val_accuracy: float
     epochs_run: int
+    # One entry per epoch: epoch, train_loss (last batch), val_accuracy, val_loss.
+    history: tuple[dict[str, float], ...] = ()
 
 
 def accuracy(module: torch.nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -75,6 +77,7 @@ def train(
     loss_fn = loss or (lambda logits, _x, labels: ce(logits, labels))
 
     best: tuple = ((-1.0, float("-inf")), 0, copy.deepcopy(module.state_dict()))
+    history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         module.train()
@@ -88,7 +91,10 @@ def train(
             if after_step is not None:
                 after_step()
         val = accuracy(module, data.x_val, data.y_val)
-        score = (val, -_val_loss(module, data)) if config.select == "accuracy_then_loss" else (val,)
+        val_loss = _val_loss(module, data)
+        history.append({"epoch": epoch, "train_loss": float(batch_loss.item()), "val_accuracy": val,
+                        "val_loss": val_loss})
+        score = (val, -val_loss) if config.select == "accuracy_then_loss" else (val,)
         if score > best[0]:
             best = (score, epoch, copy.deepcopy(module.state_dict()))
         say(f"  epoch {epoch:3d}/{config.epochs}  loss {batch_loss.item():.4f}  val acc {val:.4f}")
@@ -97,7 +103,7 @@ def train(
             break
     module.load_state_dict(best[2])
     module.eval()
-    return TrainResult(best_epoch=best[1], val_accuracy=best[0][0], epochs_run=epoch)
+    return TrainResult(best_epoch=best[1], val_accuracy=best[0][0], epochs_run=epoch, history=tuple(history))
 
 
 def _val_loss(module: torch.nn.Module, data: DatasetSplits) -> float:
@@ -109,13 +115,14 @@ def _val_loss(module: torch.nn.Module, data: DatasetSplits) -> float:
 
 
 def distillation_loss(
-    teacher: torch.nn.Module, temperature: float, alpha: float
+    teacher: Callable[[torch.Tensor], torch.Tensor], temperature: float, alpha: float
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Hinton et al. (2015): alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels)."""
+    """Hinton et al. (2015): alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels).
+
+    `teacher` maps a batch to logits (an eval-mode module, or an ONNX Runtime session wrapper).
+    """
     import torch
     import torch.nn.functional as F
-
-    teacher = teacher.eval()
 
     def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

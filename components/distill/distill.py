@@ -1,0 +1,175 @@
+"""The distill technique: a teacher model folder in, a trained student model folder out.
+
+    loss = alpha * T^2 * KL(softmax(teacher / T) || softmax(student / T))     (Hinton et al. 2015)
+         + (1 - alpha) * cross-entropy(student, labels)
+         + sum over hints of weight * MSE(projection(student feature), teacher feature)  (FitNets)
+
+The projection of each hint (a 1x1 conv for feature maps, a linear layer for vectors) is
+trained with the student and dropped afterwards. Training is `models.train.train`: seeded,
+early stopping on validation, progress per epoch, the best epoch kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelpress.components.distill.settings import DistillConfig, HintConfig
+from modelpress.components.distill.teacher import Teacher
+from modelpress.core import artifacts
+from modelpress.core.data import DatasetSplits
+from modelpress.core.hardware import HardwareTarget
+from modelpress.core.technique import Result, Technique
+from modelpress.errors import ModelpressError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def _say(msg: str) -> None:
+    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
+
+
+def _capture(module: torch.nn.Module, name: str, store: dict, key: str, whose: str) -> Any:
+    mods = dict(module.named_modules())
+    if name not in mods or name == "":
+        known = ", ".join(n for n in mods if n)
+        raise ModelpressError(f"distill.hints: the {whose} has no module named {name!r}", f"use one of: {known}")
+    return mods[name].register_forward_hook(lambda _m, _i, out: store.__setitem__(key, out))
+
+
+def _projection(student_feat: torch.Tensor, teacher_feat: torch.Tensor, hint: HintConfig) -> torch.nn.Module:
+    """Maps the student's feature onto the teacher's shape."""
+    from torch import nn
+
+    s, t = student_feat.shape, teacher_feat.shape
+    if len(s) == 4 and len(t) == 4:
+        layers: list[nn.Module] = [nn.Conv2d(s[1], t[1], kernel_size=1)]
+        if s[2:] != t[2:]:
+            layers.append(nn.AdaptiveAvgPool2d(tuple(t[2:])))
+        return nn.Sequential(*layers)
+    if len(s) == 2 and len(t) == 2:
+        return nn.Linear(s[1], t[1])
+    raise ModelpressError(
+        f"distill.hints: student layer {hint.student_layer!r} gives shape {tuple(s[1:])} and teacher layer "
+        f"{hint.teacher_layer!r} gives {tuple(t[1:])}; a hint pairs two feature maps or two vectors",
+        "pick layers of the same kind (both convolutional, or both linear)",
+    )
+
+
+def distill(
+    teacher: Teacher,
+    data: DatasetSplits,
+    config: DistillConfig,
+    input_shape: tuple[int, ...],
+    say: Callable[[str], None] = _say,
+) -> tuple[torch.nn.Module, Any, dict[str, float], dict[str, Any]]:
+    """Train the configured student against `teacher`; returns (student, spec, metrics, notes)."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    from modelpress.models.train import accuracy, distillation_loss, train
+    from modelpress.models.zoo import build_model
+
+    probe = torch.zeros((2, *input_shape))
+    teacher_out = teacher(probe)
+    num_classes = int(teacher_out.shape[-1])
+    spec = config.student.spec(num_classes)
+    student = build_model(spec, seed=config.train.seed)
+    try:
+        student_out = student.eval()(probe)
+    except RuntimeError as exc:
+        raise ModelpressError(
+            f"the student architecture does not accept the teacher's input of shape {input_shape} "
+            f"({str(exc).splitlines()[0]})", "pick a student family that fits the input, or fix student.architecture",
+        ) from None
+    if tuple(student_out.shape) != tuple(teacher_out.shape):
+        raise ModelpressError(
+            f"teacher and student output shapes differ: teacher {tuple(teacher_out.shape[1:])}, "
+            f"student {tuple(student_out.shape[1:])}",
+            f"set student.architecture.num_classes to {num_classes}, or use a catalog student "
+            "(student.family), which takes the teacher's",
+        )
+
+    kd = distillation_loss(teacher, config.temperature, config.alpha)
+    feats: dict[str, torch.Tensor] = {}
+    projections = nn.ModuleList()
+    hooks = []
+    if config.hints:
+        t_module = teacher.torch_module("hint distillation")
+        for i, hint in enumerate(config.hints):
+            hooks.append(_capture(t_module, hint.teacher_layer, feats, f"t{i}", "teacher"))
+            hooks.append(_capture(student, hint.student_layer, feats, f"s{i}", "student"))
+        with torch.no_grad():
+            t_module(probe)
+            student(probe)
+        for i, hint in enumerate(config.hints):
+            projections.append(_projection(feats[f"s{i}"], feats[f"t{i}"], hint))
+
+    def loss(logits: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        total = kd(logits, x, y)  # runs the teacher on x, which also fills its hint features
+        for i, hint in enumerate(config.hints):
+            total = total + hint.weight * F.mse_loss(projections[i](feats[f"s{i}"]), feats[f"t{i}"])
+        return total
+
+    class WithProjections(nn.Module):
+        """The student plus the hint projections, so one optimizer trains both."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.student = student
+            self.projections = projections
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.student(x)
+
+    say(f"distilling into {spec.model_dump()} (T={config.temperature}, alpha={config.alpha}, "
+        f"{len(config.hints)} hints)")
+    try:
+        result = train(WithProjections(), data, config.train, progress=say, loss=loss)
+    finally:
+        for h in hooks:
+            h.remove()
+    student.eval()
+    teacher_params = teacher.parameters()
+    student_params = sum(p.numel() for p in student.parameters())
+    teacher_val = float((teacher(torch.from_numpy(data.x_val)).argmax(1).numpy() == data.y_val).mean())
+    metrics = {
+        "student_params": float(student_params),
+        "teacher_params": float(teacher_params),
+        "params_ratio": student_params / teacher_params,
+        "val_accuracy": accuracy(student, data.x_val, data.y_val),
+        "teacher_val_accuracy": teacher_val,
+        "best_epoch": float(result.best_epoch),
+        "epochs_run": float(result.epochs_run),
+    }
+    notes = {"student": spec.model_dump(mode="json"), "temperature": config.temperature,
+             "alpha": config.alpha, "hints": [h.model_dump() for h in config.hints],
+             "teacher_format": teacher.kind}
+    return student, spec, metrics, {**notes, "history": list(result.history)}
+
+
+class Distill(Technique):
+    """Knowledge distillation from the source model (the teacher) into a configured student."""
+
+    name = "distill"
+    Config = DistillConfig
+    input_format = "torch-npz"  # the teacher may also be ONNX
+
+    def apply(
+        self,
+        model_dir: Path,
+        data: DatasetSplits | None,
+        config: DistillConfig,  # type: ignore[override]
+        target: HardwareTarget,
+        out_dir: Path,
+    ) -> Result:
+        if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
+            raise ModelpressError("distill needs training and validation data, and has none")
+        teacher = Teacher(Path(model_dir))
+        student, spec, metrics, notes = distill(teacher, data, config, teacher.manifest.input.shape)
+        artifacts.save_torch(out_dir, student, spec, teacher.manifest.input, teacher.manifest.dataset)
+        return Result(model_dir=out_dir, metrics=metrics, notes=notes)
