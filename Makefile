@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm bench-prune bench-prune-minilm
+bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py
@@ -41,6 +41,9 @@ bench-prune: setup
 
 bench-prune-minilm: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/prune_minilm.py
+
+bench-distill: setup
+	$(BIN)/python benchmarks/distill_digits.py
 
 clean:
 	rm -rf $(VENV) .modelpress build *.egg-info
