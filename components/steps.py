@@ -67,24 +67,31 @@ def _write_notes(model_dir: Path, notes: dict[str, Any]) -> None:
         (Path(model_dir) / NOTES_FILE).write_text(json.dumps(notes, indent=2))
 
 
-def distill_step(
-    recipe_json: str, tracking_uri: str, source_in: Path, dataset: Path, model_out: Path
-) -> dict[str, float]:
-    """The student trained on the source (the teacher), or the source itself when distill is off."""
+def _torch_step(name: str, config: Any, recipe: Any, model_in: Path, dataset: Path, model_out: Path) -> Any:
+    """Apply technique `name` to a torch model folder; without its recipe section, pass the folder through."""
     import shutil
 
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
-    recipe = _recipe(recipe_json)
-    if recipe.distill is None:
-        shutil.copytree(source_in, model_out, dirs_exist_ok=True)
-        _say("distill: off (no distill section in the recipe); the source passes through")
-        return {}
-    result = get_technique("distill").apply(
-        Path(source_in), DatasetSplits.load(dataset), recipe.distill, parse_target(recipe.target), Path(model_out)
+    if config is None:
+        shutil.copytree(model_in, model_out, dirs_exist_ok=True)
+        _say(f"{name}: off (no {name} section in the recipe); the model passes through")
+        return None
+    return get_technique(name).apply(
+        Path(model_in), DatasetSplits.load(dataset), config, parse_target(recipe.target), Path(model_out)
     )
+
+
+def distill_step(
+    recipe_json: str, tracking_uri: str, source_in: Path, dataset: Path, model_out: Path
+) -> dict[str, float]:
+    """The student trained on the source (the teacher), or the source itself when distill is off."""
+    recipe = _recipe(recipe_json)
+    result = _torch_step("distill", recipe.distill, recipe, source_in, dataset, model_out)
+    if result is None:
+        return {}
     history = result.notes.pop("history")
     run_id = log_training_run(tracking_uri, recipe, "distill", result.metrics, history)
     _write_notes(Path(model_out), {"distill": {**result.notes, "metrics": result.metrics,
@@ -128,24 +135,15 @@ def log_training_run(
     return run.info.run_id
 
 
-def prune_step(recipe_json: str, source_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
-    """The torch model later steps start from: pruned and fine-tuned, or the source itself."""
-    import shutil
-
-    from modelpress.core.data import DatasetSplits
-    from modelpress.core.hardware import parse_target
-    from modelpress.core.technique import get_technique
-
+def prune_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
+    """The torch model later steps start from: pruned and fine-tuned, or the input itself."""
     recipe = _recipe(recipe_json)
-    if recipe.prune is None:
-        shutil.copytree(source_in, model_out, dirs_exist_ok=True)
-        _say("prune: off (no prune section in the recipe); the source passes through")
+    result = _torch_step("prune", recipe.prune, recipe, model_in, dataset, model_out)
+    if result is None:
         return {}
-    result = get_technique("prune").apply(
-        Path(source_in), DatasetSplits.load(dataset), recipe.prune, parse_target(recipe.target), Path(model_out)
-    )
     m = result.metrics
-    _write_notes(Path(model_out), {"prune": {**result.notes, "metrics": m}})
+    # Keep what earlier steps noted (a distilled student's training run, say).
+    _write_notes(Path(model_out), {**_read_notes(Path(model_in)), "prune": {**result.notes, "metrics": m}})
     _say(
         f"prune: params {m['params_ratio']:.2f}x, nonzero {m['nonzero_ratio']:.2f}x, MACs {m['macs_ratio']:.2f}x, "
         f"file {m['file_ratio']:.2f}x; val accuracy {m['val_accuracy_before']:.4f} -> {m['val_accuracy']:.4f}"

@@ -95,3 +95,19 @@ def test_mismatched_student_fails_in_the_task_with_one_line(demo_source, server_
     assert "teacher and student output shapes differ: teacher (10,), student (7,)" in last
     assert "Traceback" not in proc.stderr
     assert len(client.search_model_versions("")) == before
+
+
+def test_distill_then_prune_keeps_both_records(demo_source, server_env, client, tmp_path):
+    recipe = tmp_path / "distill-prune.yaml"
+    recipe.write_text(
+        FAST + DISTILL + "target: cpu-x86-fp32\nvariant: {alias: distilled-pruned}\n"
+        "prune: {method: unstructured, ratio: 0.5, schedule: {steps: 1}, finetune: {epochs: 3}}\n"
+        "gates:\n  - {metric: accuracy, change: {max_degradation: 0.05}}\n"
+    )
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    mv = client.get_model_version_by_alias("digits-cnn.cpu-x86-fp32", "distilled-pruned")
+    assert mv.tags["modelpress.chain"] == "distill>prune>export_onnx"
+    assert "modelpress.note.distill" in mv.tags and "modelpress.note.prune" in mv.tags
+    run = client.get_run(mv.tags["modelpress.training_run_id"])
+    assert run.data.tags["modelpress.variant"] == f"models:/digits-cnn.cpu-x86-fp32/{mv.version}"
