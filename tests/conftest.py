@@ -66,6 +66,15 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
+def client(mlflow_server):
+    """An MLflow client on the test server, to read back what the CLI registered."""
+    from mlflow import MlflowClient
+
+    uri, _ = mlflow_server
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="session")
 def server_env(mlflow_server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a `modelpress` subprocess that talks to the test server."""
     uri, _ = mlflow_server

@@ -50,7 +50,7 @@ class FinetuneConfig(TrainConfig):
     )
 
 
-class RecoverConfig(FrozenConfig):
+class RecoveryDistillConfig(FrozenConfig):
     """Fine-tune the pruned model to match the unpruned one's soft outputs (Hinton et al. 2015)."""
 
     temperature: float = Field(default=4.0, gt=0.0, le=100.0, description="Softmax temperature T.")
@@ -107,7 +107,7 @@ class PruneConfig(FrozenConfig):
         default_factory=FinetuneConfig,
         description="Fine-tuning after the last step (early stopping on the validation split).",
     )
-    distill: RecoverConfig | None = Field(
+    distill: RecoveryDistillConfig | None = Field(
         default=None,
         description="Fine-tune against the unpruned model's outputs as well as the labels; None: labels only "
         "(on digits it did not help: benchmarks/README.md).",

@@ -12,12 +12,6 @@ from tests.conftest import run_cli
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def client(mlflow_server) -> MlflowClient:
-    uri, _ = mlflow_server
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def registry_state(client: MlflowClient) -> list[tuple]:
     state = []
     for rm in client.search_registered_models():

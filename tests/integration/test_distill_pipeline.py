@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow import MlflowClient
 
 from tests.conftest import run_cli
 
@@ -17,12 +16,6 @@ DISTILL = (
     "  train: {epochs: 25, patience: 10}\n"
 )
 VARIANT = "digits-cnn.cpu-x86-int8"
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server) -> MlflowClient:
-    uri, _ = mlflow_server
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from mlflow import MlflowClient
 
 from tests.conftest import run_cli
 
@@ -13,12 +12,6 @@ pytestmark = pytest.mark.integration
 
 VARIANT = "digits-cnn.cpu-x86-int8"
 FAST = "evaluate:\n  latency_runs: 20\n  warmup_runs: 2\n"
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server) -> MlflowClient:
-    uri, _ = mlflow_server
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from tests.conftest import run_cli
 
@@ -20,12 +19,6 @@ PRUNE = (
     "prune:\n  method: structured\n  ratio: 0.5\n"
     "  schedule: {steps: 2, epochs_per_step: 2}\n  finetune: {epochs: 15}\n"
 )
-
-
-@pytest.fixture(scope="module")
-def client(mlflow_server) -> MlflowClient:
-    uri, _ = mlflow_server
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def test_prune_then_quantize_registers_one_variant(demo_source, server_env, client, tmp_path):
