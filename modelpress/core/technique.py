@@ -30,6 +30,7 @@ _BUILTIN: dict[str, str] = {
     "qat": "modelpress.components.qat.qat",
     "prune": "modelpress.components.prune.prune",
     "distill": "modelpress.components.distill.distill",
+    "deep_compress": "modelpress.components.deep_compress.deep_compress",
 }
 _REGISTERED: dict[str, type[Technique]] = {}
 

@@ -24,6 +24,9 @@ class DigitsCNNSpec(FrozenConfig):
     )
     hidden: int = Field(default=64, ge=1, le=4096, description="Width of the hidden linear layer.")
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
+    batchnorm: bool = Field(
+        default=True, description="BatchNorm after each conv; False once folded into the conv (deep compression)."
+    )
 
 
 class MLPSpec(FrozenConfig):
@@ -50,7 +53,8 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers: list[nn.Module] = []
         c_in, side = 1, 8
         for i, c_out in enumerate(spec.channels):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            layers += [nn.Conv2d(c_in, c_out, 3, padding=1)]
+            layers += [nn.BatchNorm2d(c_out), nn.ReLU()] if spec.batchnorm else [nn.ReLU()]
             if i < 2:  # 8x8 -> 4x4 -> 2x2; a third block keeps 2x2
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
@@ -73,6 +77,26 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
     raise TypeError(f"no builder for {type(spec).__name__}")
 
 
+def fold_batchnorm(spec: DigitsCNNSpec, module: torch.nn.Module) -> tuple[DigitsCNNSpec, torch.nn.Module]:
+    """The same function without BatchNorm: each BN's scale and shift folded into the conv before it."""
+    import torch
+    from torch import nn
+
+    folded_spec = spec.model_copy(update={"batchnorm": False})
+    folded = build_model(folded_spec)
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    with torch.no_grad():
+        for conv, bn, target in zip(convs, norms, [m for m in folded.modules() if isinstance(m, nn.Conv2d)]):
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            target.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+            target.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)
+        src_lin = [m for m in module.modules() if isinstance(m, nn.Linear)]
+        for s_lin, t_lin in zip(src_lin, [m for m in folded.modules() if isinstance(m, nn.Linear)]):
+            t_lin.load_state_dict(s_lin.state_dict())
+    return folded_spec, folded.eval()
+
+
 def spec_of(spec: DigitsCNNSpec | MLPSpec, module: torch.nn.Module) -> DigitsCNNSpec | MLPSpec:
     """The spec of `module`, a (possibly channel-pruned) model built from `spec`.
 
@@ -83,7 +107,8 @@ def spec_of(spec: DigitsCNNSpec | MLPSpec, module: torch.nn.Module) -> DigitsCNN
     convs = [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)]
     linears = [m.out_features for m in module.modules() if isinstance(m, nn.Linear)]
     if isinstance(spec, DigitsCNNSpec):
-        widths = {"channels": tuple(convs), "hidden": linears[0]}
+        widths = {"channels": tuple(convs), "hidden": linears[0],
+                  "batchnorm": any(isinstance(m, nn.BatchNorm2d) for m in module.modules())}
     else:
         widths = {"hidden": tuple(linears[:-1])}
     return type(spec).model_validate({**spec.model_dump(), **widths})

@@ -1,0 +1,179 @@
+"""The deep-compression technique: prune -> share weights -> Huffman-code, with the ratio
+measured on the real file and the file decoded back before anything is reported.
+
+    stage 1  magnitude pruning + fine-tuning            (components/prune)
+    stage 2  per-layer k-means, centroid fine-tuning    (sharing.py, kmeans.py)
+    stage 3  Huffman-coded indices and index gaps       (huffman.py, relative.py, container.py)
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modelpress.components.deep_compress import container
+from modelpress.components.deep_compress.settings import DeepCompressConfig
+from modelpress.core import artifacts
+from modelpress.core.data import DatasetSplits
+from modelpress.core.hardware import HardwareTarget
+from modelpress.core.technique import Result, Technique
+from modelpress.errors import ModelpressError
+
+if TYPE_CHECKING:
+    import torch
+
+COMPRESSED_FILE = "model.mpdc"
+
+
+def _say(msg: str) -> None:
+    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
+
+
+def _entries(positions: Any, index_bits: int) -> int:
+    """Stored entries of a relatively indexed tensor, fillers for long gaps included."""
+    import numpy as np
+
+    gaps = np.diff(np.concatenate([[-1], np.asarray(positions)]))
+    return int(np.ceil(gaps / 2**index_bits).sum())
+
+
+def compress(
+    module: torch.nn.Module,
+    arch: Any,
+    input_spec: artifacts.InputSpec,
+    data: DatasetSplits,
+    config: DeepCompressConfig,
+    dataset: str | None = None,
+    say: Callable[[str], None] = _say,
+) -> tuple[torch.nn.Module, Any, bytes, list[dict[str, Any]], dict[str, int]]:
+    """Run the three stages; returns (decoded model, its spec, file bytes, per-stage rows, byte breakdown)."""
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from modelpress.components.deep_compress.sharing import freeze, share
+    from modelpress.components.prune import measure
+    from modelpress.components.prune.prune import prune
+    from modelpress.models.train import accuracy, train
+    from modelpress.models.zoo import DigitsCNNSpec, fold_batchnorm
+
+    fp32_bytes = 4 * sum(p.numel() for p in module.parameters())  # the source, as trained
+    rows = [{"stage": "FP32 source", "bytes": fp32_bytes, "test_accuracy": accuracy(module, data.x_test, data.y_test)}]
+    if config.fold_batchnorm and isinstance(arch, DigitsCNNSpec) and arch.batchnorm:
+        arch, module = fold_batchnorm(arch, module)
+        say("folded BatchNorm into the convolutions")
+    shape = input_spec.shape
+    ib = config.index_bits
+
+    # Stage 1
+    module, _, _ = prune(module, shape, data, config.prune, say)
+    layers = measure.weight_layers(module)
+    weight_keys = {f"{n}.weight" for n in layers}
+    state = module.state_dict()
+    others = sum(v.numel() for k, v in state.items() if k not in weight_keys)
+    nz_entries = sum(_entries(np.flatnonzero(m.weight.detach().numpy()), ib) for m in layers.values())
+    rows.append({"stage": f"pruned ({config.prune.ratio or 0:.0%} of weights)",
+                 "bytes": math.ceil((nz_entries * (32 + ib) + others * 32) / 8),
+                 "test_accuracy": accuracy(module, data.x_test, data.y_test)})
+
+    # Stage 2
+    bits = {n: (config.bits.conv if isinstance(m, nn.Conv2d) else config.bits.linear) for n, m in layers.items()}
+    shared = share(module, bits, config.kmeans_iterations)
+    say(f"weight sharing: {', '.join(f'{n}: {len(s.codebook)} centroids' for n, s in zip(bits, shared))}")
+    train(module, data, config.centroids, progress=say)
+    freeze(module, shared, config.half_precision_extras)
+    if config.half_precision_extras:  # biases and norms as float16, before the final evaluation
+        with torch.no_grad():
+            for k, v in module.state_dict().items():
+                if k not in weight_keys and v.is_floating_point():
+                    v.copy_(v.half().float())
+    extra_bits = 16 if config.half_precision_extras else 32
+    shared_bits = sum(_entries(s.positions.numpy(), ib) * (bits[s.name] + ib) + len(s.codebook) * extra_bits
+                      for s in shared)
+    rows.append({"stage": "shared (" + ", ".join(sorted({f"{b}-bit" for b in bits.values()})) + " codebooks)",
+                 "bytes": math.ceil((shared_bits + others * extra_bits) / 8),
+                 "test_accuracy": accuracy(module, data.x_test, data.y_test)})
+
+    # Stage 3
+    half = np.float16 if config.half_precision_extras else np.float32
+    bundle = container.Bundle(meta={"architecture": arch.model_dump(mode="json"),
+                                    "input": input_spec.model_dump(mode="json"), "dataset": dataset})
+    by_name = {f"{s.name}.weight": s for s in shared}
+    for key, value in module.state_dict().items():
+        bundle.order.append(key)
+        if key in by_name:
+            s = by_name[key]
+            bundle.shared[key] = container.SharedTensor(
+                s.shape, s.codebook.detach().numpy().astype(half), s.positions.numpy(),
+                s.indices.numpy().astype(np.uint16), ib,
+            )
+        else:
+            v = value.detach().numpy()
+            bundle.dense[key] = v.astype(half) if v.dtype == np.float32 else v.astype(np.float32)
+    data_bytes, sizes = container.encode(bundle)
+    decoded = decode_model(data_bytes)
+    for key, value in module.state_dict().items():  # the promise: bit for bit
+        if not torch.equal(decoded.state_dict()[key].to(value.dtype), value):
+            raise RuntimeError(f"deep compression round trip changed {key}")  # a bug, not bad input
+    rows.append({"stage": "Huffman-coded file", "bytes": len(data_bytes),
+                 "test_accuracy": accuracy(decoded, data.x_test, data.y_test)})
+    for r in rows:
+        r["ratio"] = fp32_bytes / r["bytes"]
+    return decoded, arch, data_bytes, rows, sizes
+
+
+def decode_model(data: bytes, where: str = "compressed model") -> torch.nn.Module:
+    """Rebuild the runnable torch model from a compressed file; every check runs first."""
+    import numpy as np
+    import torch
+    from pydantic import TypeAdapter
+
+    from modelpress.models.zoo import ArchSpec, build_model
+
+    try:
+        bundle = container.decode(data)
+    except container.FormatError as exc:
+        raise ModelpressError(f"{where}: {exc}", "re-run the deep_compress step, or fetch the file again") from None
+    arch = TypeAdapter(ArchSpec).validate_python(bundle.meta["architecture"])
+    module = build_model(arch)
+    state = {}
+    for key, ref in module.state_dict().items():
+        if key in bundle.shared:
+            arr = bundle.shared[key].dense()
+        elif key in bundle.dense:
+            arr = bundle.dense[key].astype(np.float32)
+        else:
+            raise ModelpressError(f"{where}: no tensor {key} for a {arch.family} model", "re-run deep_compress")
+        state[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype).reshape(ref.shape)
+    module.load_state_dict(state, strict=True)
+    return module.eval()
+
+
+class DeepCompress(Technique):
+    """Han et al. (2016): pruning, weight sharing, Huffman coding; the file is the artifact."""
+
+    name = "deep_compress"
+    Config = DeepCompressConfig
+    input_format = "torch-npz"
+
+    def apply(
+        self,
+        model_dir: Path,
+        data: DatasetSplits | None,
+        config: DeepCompressConfig,  # type: ignore[override]
+        target: HardwareTarget,
+        out_dir: Path,
+    ) -> Result:
+        if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
+            raise ModelpressError("deep_compress needs training and validation data to fine-tune, and has none")
+        module, manifest = artifacts.load_torch(model_dir)
+        decoded, arch, blob, rows, sizes = compress(module, manifest.architecture, manifest.input, data, config,
+                                                    manifest.dataset)
+        artifacts.save_torch(out_dir, decoded, arch, manifest.input, manifest.dataset)
+        (Path(out_dir) / COMPRESSED_FILE).write_bytes(blob)
+        metrics = {"compressed_bytes": float(len(blob)), "fp32_bytes": float(rows[0]["bytes"]),
+                   "compression_ratio": rows[-1]["ratio"]}
+        return Result(model_dir=Path(out_dir), metrics=metrics, notes={"stages": rows, "bytes": sizes})
