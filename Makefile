@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress clean
 
 setup: $(VENV)/.installed
 
@@ -28,7 +28,7 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill
+bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py
@@ -44,6 +44,9 @@ bench-prune-minilm: setup
 
 bench-distill: setup
 	$(BIN)/python benchmarks/distill_digits.py
+
+bench-deep-compress: setup
+	$(BIN)/python benchmarks/deep_compress_digits.py
 
 clean:
 	rm -rf $(VENV) .modelpress build *.egg-info

@@ -84,6 +84,16 @@ def _torch_step(name: str, config: Any, recipe: Any, model_in: Path, dataset: Pa
     )
 
 
+def _carry_compressed_file(model_in: Path, model_out: Path) -> None:
+    """A deep-compressed model's file travels beside its decoded ONNX export, up to registration."""
+    import shutil
+
+    from modelpress.components.deep_compress.files import COMPRESSED_FILE
+
+    if (model_in / COMPRESSED_FILE).is_file():
+        shutil.copyfile(model_in / COMPRESSED_FILE, model_out / COMPRESSED_FILE)
+
+
 def distill_step(
     recipe_json: str, tracking_uri: str, source_in: Path, dataset: Path, model_out: Path
 ) -> dict[str, float]:
@@ -151,6 +161,20 @@ def prune_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path)
     return m
 
 
+def deep_compress_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
+    """The deep-compressed model (its file plus the decoded weights), or the input itself."""
+    recipe = _recipe(recipe_json)
+    result = _torch_step("deep_compress", recipe.deep_compress, recipe, model_in, dataset, model_out)
+    if result is None:
+        return {}
+    _write_notes(Path(model_out), {**_read_notes(Path(model_in)),
+                                   "deep_compress": {**result.notes, "metrics": result.metrics}})
+    for row in result.notes["stages"]:
+        _say(f"deep_compress: {row['stage']}: {row['bytes']:,} B ({row['ratio']:.1f}x), "
+             f"test accuracy {row['test_accuracy']:.4f}")
+    return result.metrics
+
+
 def qat_step(
     recipe_json: str, model_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
 ) -> dict[str, float]:
@@ -173,6 +197,7 @@ def qat_step(
     if recipe.quantize.qat is None:
         export_onnx(Path(model_in), Path(onnx_out))
         _write_notes(Path(onnx_out), notes)
+        _carry_compressed_file(Path(model_in), Path(onnx_out))
         _say("qat: off; exported the distilled/pruned model to ONNX")
         return {}
     with tempfile.TemporaryDirectory(prefix="modelpress-qat-") as tmp:
@@ -229,9 +254,13 @@ def evaluate_step(
         Path(candidate), Path(source), DatasetSplits.load(dataset), parse_target(recipe.target),
         recipe.evaluate, progress=_say,
     ).to_dict()
-    # What earlier techniques measured on the torch model (params, MACs) is gateable too.
-    prune = _read_notes(Path(candidate)).get("prune", {}).get("metrics", {})
-    evaluation["technique"] = {f"prune_{k}": v for k, v in prune.items()}
+    # What earlier techniques measured (params, MACs, the compressed file) is gateable too.
+    evaluation["technique"] = {
+        f"{name}_{k}": v
+        for name, note in _read_notes(Path(candidate)).items()
+        if isinstance(note, dict)
+        for k, v in note.get("metrics", {}).items()
+    }
     Path(out_json).write_text(json.dumps(evaluation, indent=2))
     return evaluation
 

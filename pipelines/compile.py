@@ -10,6 +10,7 @@ from pathlib import Path
 
 
 def components() -> dict:
+    from modelpress.components.deep_compress.component import deep_compress
     from modelpress.components.distill.component import distill
     from modelpress.components.evaluate.component import evaluate
     from modelpress.components.export_onnx.component import export_onnx
@@ -20,7 +21,7 @@ def components() -> dict:
     from modelpress.components.register.component import register
     from modelpress.components.resolve.component import resolve
 
-    return {c.name: c for c in (resolve, distill, prune, qat, export_onnx, quantize, evaluate, gate, register)}
+    return {c.name: c for c in (resolve, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate, gate, register)}
 
 
 def compile_pipeline(path: Path) -> Path:

@@ -1,8 +1,10 @@
-"""The compression pipeline: registry -> [distill] -> [prune] -> [qat] -> ONNX -> quantize -> evaluate -> gate -> registry."""
+"""The compression pipeline: registry -> [distill] -> [prune] -> [deep_compress] -> [qat] -> ONNX -> quantize
+-> evaluate -> gate -> registry."""
 
 from kfp import dsl
 from kfp.dsl import Artifact
 
+from modelpress.components.deep_compress.component import deep_compress
 from modelpress.components.distill.component import distill
 from modelpress.components.evaluate.component import evaluate
 from modelpress.components.export_onnx.component import export_onnx
@@ -32,9 +34,10 @@ def compress(recipe: str, tracking_uri: str) -> Artifact:
     )
     student.set_caching_options(False)  # it logs an MLflow run the variant links to
     pruned = prune(recipe=recipe, source_model=student.outputs["student"], dataset=src.outputs["dataset"])
+    packed = deep_compress(recipe=recipe, model=pruned.outputs["pruned"], dataset=src.outputs["dataset"])
     prep = qat(
         recipe=recipe,
-        model=pruned.outputs["pruned"],
+        model=packed.outputs["compressed"],
         baseline=baseline.outputs["onnx_model"],
         dataset=src.outputs["dataset"],
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from modelpress.components.deep_compress.settings import DeepCompressConfig
 from modelpress.components.distill.settings import DistillConfig
 from modelpress.components.evaluate.measure import EvaluateConfig
 from modelpress.components.prune.settings import PruneConfig
@@ -54,6 +55,9 @@ class Recipe(FrozenConfig):
         default=None, description="Distill step (the source is the teacher); None: no distillation."
     )
     prune: PruneConfig | None = Field(default=None, description="Prune step; None: no pruning.")
+    deep_compress: DeepCompressConfig | None = Field(
+        default=None, description="Deep compression (prune, share, Huffman-code); fp32 targets only."
+    )
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
     gates: tuple[Gate, ...] = Field(
@@ -80,19 +84,28 @@ class Recipe(FrozenConfig):
 
     @model_validator(mode="after")
     def _something_to_do(self) -> Recipe:
+        if self.deep_compress is not None:
+            if self.prune is not None:
+                raise ValueError("deep_compress prunes as its first stage: move the prune settings to "
+                                 "deep_compress.prune")
+            if parse_target(self.target).quantization is not None:
+                raise ValueError(
+                    f"deep_compress stores shared float weights, but target {self.target} quantizes them "
+                    "again; use an fp32 target (cpu-x86-fp32)"
+                )
         if parse_target(self.target).quantization is None:  # an fp32 target: nothing is quantized
             if self.quantize != QuantizeConfig():
                 raise ValueError(f"target {self.target} is fp32: drop the quantize section")
             if not self.changes_weights():
                 raise ValueError(
-                    f"target {self.target} is fp32 and there is no prune or distill section, so the "
+                    f"target {self.target} is fp32 and there is no distill, prune or deep_compress section, so the "
                     "variant would be the source itself; add one, or pick an int8 or fp16 target"
                 )
         return self
 
     def changes_weights(self) -> bool:
         """Whether a torch-level step (distill, prune) changes the model before export."""
-        return self.distill is not None or self.prune is not None
+        return self.distill is not None or self.prune is not None or self.deep_compress is not None
 
     def quantizes(self) -> bool:
         return parse_target(self.target).quantization is not None
@@ -111,6 +124,7 @@ class Recipe(FrozenConfig):
         return (
             (["distill"] if self.distill is not None else [])
             + (["prune"] if self.prune is not None else [])
+            + (["deep_compress"] if self.deep_compress is not None else [])
             + (["qat"] if self.quantize.qat is not None else [])
             + ["export_onnx"]
             + (["quantize"] if self.quantizes() else [])

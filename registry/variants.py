@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.core import artifacts
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
@@ -147,7 +148,9 @@ def register_variant(
             # Without this MLflow puts CUDA first; the target decides.
             onnx_execution_providers=list(target.execution_providers),
             pip_requirements=["onnxruntime", "onnx", "numpy"],
-            extra_files=[str(Path(model_dir) / artifacts.MANIFEST)],
+            # A deep-compressed variant's file sits beside its decoded ONNX model.
+            extra_files=[str(p) for p in (Path(model_dir) / artifacts.MANIFEST, Path(model_dir) / COMPRESSED_FILE)
+                         if p.is_file()],
             save_as_external_data=False,
         )
     _ensure_registered_model(client, name, f"modelpress variants of {source.name} for {target.name}")

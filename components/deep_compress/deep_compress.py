@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modelpress.components.deep_compress import container
+from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.components.deep_compress.settings import DeepCompressConfig
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
@@ -25,7 +26,6 @@ from modelpress.errors import ModelpressError
 if TYPE_CHECKING:
     import torch
 
-COMPRESSED_FILE = "model.mpdc"
 
 
 def _say(msg: str) -> None:
@@ -75,7 +75,7 @@ def compress(
     state = module.state_dict()
     others = sum(v.numel() for k, v in state.items() if k not in weight_keys)
     nz_entries = sum(_entries(np.flatnonzero(m.weight.detach().numpy()), ib) for m in layers.values())
-    rows.append({"stage": f"pruned ({config.prune.ratio or 0:.0%} of weights)",
+    rows.append({"stage": f"pruned ({config.prune.ratio or 0:.1%} of weights)",
                  "bytes": math.ceil((nz_entries * (32 + ib) + others * 32) / 8),
                  "test_accuracy": accuracy(module, data.x_test, data.y_test)})
 

@@ -35,7 +35,7 @@ def assert_refused(proc, *needles: str) -> None:
         (["run", "--source", "models:/no-such-model@champion"], ["registered model 'no-such-model' not found"]),
         (["run", "--source", "models:/digits-cnn@no-such-alias"], ["alias 'no-such-alias' is not set", "champion"]),
         (["run", "--target", "tpu-v9-int4"], ["unknown hardware target 'tpu-v9-int4'", "cpu-x86-int8"]),
-        (["run", "--target", "cpu-x86-fp32"], ["target cpu-x86-fp32 is fp32 and there is no prune or distill section"]),
+        (["run", "--target", "cpu-x86-fp32"], ["target cpu-x86-fp32 is fp32 and there is no distill, prune or deep_compress section"]),
     ],
 )
 def test_bad_cli_input(args, needles, demo_source, server_env, client):

@@ -79,7 +79,7 @@ def test_unknown_layer_fails_in_the_task_with_one_line(demo_source, server_env, 
 
 @pytest.mark.parametrize("body, named", [
     ("prune: {method: structured, ratio: 1.5}\n", "prune.ratio: ratio 1.5 is outside [0, 1)"),
-    ("target: cpu-x86-fp32\n", "there is no prune or distill section"),
+    ("target: cpu-x86-fp32\n", "there is no distill, prune or deep_compress section"),
 ])
 def test_bad_prune_recipe_is_refused_before_any_task(server_env, tmp_path, body, named):
     recipe = tmp_path / "bad.yaml"

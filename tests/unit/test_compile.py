@@ -7,7 +7,7 @@ import yaml
 from modelpress.components.image import IMAGE
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["resolve", "distill", "prune", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
+STEPS = ["resolve", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
