@@ -6,16 +6,13 @@ The KFP components call these; tests can call them without kfp. No kfp import he
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from modelpress.core.progress import say as _say
+
 NOTES_FILE = "technique_notes.json"
-
-
-def _say(msg: str) -> None:
-    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
 
 
 def _recipe(recipe_json: str):

@@ -88,12 +88,12 @@ class Recipe(FrozenConfig):
             if self.prune is not None:
                 raise ValueError("deep_compress prunes as its first stage: move the prune settings to "
                                  "deep_compress.prune")
-            if parse_target(self.target).quantization is not None:
+            if self.quantizes():
                 raise ValueError(
                     f"deep_compress stores shared float weights, but target {self.target} quantizes them "
                     "again; use an fp32 target (cpu-x86-fp32)"
                 )
-        if parse_target(self.target).quantization is None:  # an fp32 target: nothing is quantized
+        if not self.quantizes():  # an fp32 target: nothing is quantized
             if self.quantize != QuantizeConfig():
                 raise ValueError(f"target {self.target} is fp32: drop the quantize section")
             if not self.changes_weights():
@@ -104,7 +104,7 @@ class Recipe(FrozenConfig):
         return self
 
     def changes_weights(self) -> bool:
-        """Whether a torch-level step (distill, prune) changes the model before export."""
+        """Whether a torch-level step (distill, prune, deep_compress) changes the model before export."""
         return self.distill is not None or self.prune is not None or self.deep_compress is not None
 
     def quantizes(self) -> bool:

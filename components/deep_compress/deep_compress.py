@@ -9,17 +9,17 @@ measured on the real file and the file decoded back before anything is reported.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.components.deep_compress import container
+from modelpress.components.deep_compress import container, relative
 from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.components.deep_compress.settings import DeepCompressConfig
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
+from modelpress.core.progress import say as _say
 from modelpress.core.technique import Result, Technique
 from modelpress.errors import ModelpressError
 
@@ -28,16 +28,12 @@ if TYPE_CHECKING:
 
 
 
-def _say(msg: str) -> None:
-    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
-
-
 def _entries(positions: Any, index_bits: int) -> int:
-    """Stored entries of a relatively indexed tensor, fillers for long gaps included."""
+    """Stored entries of a relatively indexed tensor, fillers for long gaps included (as the coder writes them)."""
     import numpy as np
 
-    gaps = np.diff(np.concatenate([[-1], np.asarray(positions)]))
-    return int(np.ceil(gaps / 2**index_bits).sum())
+    gaps, _ = relative.encode(np.asarray(positions), np.zeros(len(positions), dtype=np.int64), index_bits, pad=1)
+    return len(gaps)
 
 
 def compress(

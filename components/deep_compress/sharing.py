@@ -8,6 +8,7 @@ the centroid update of Han et al. (2016). Pruned positions stay exactly zero.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -59,9 +60,10 @@ def _SharedWeight(sl: SharedLayer) -> torch.nn.Module:  # noqa: N802 - a module 
         def __init__(self) -> None:
             super().__init__()
             self.codebook = sl.codebook  # registered here, so the optimizer sees it
+            self.size = math.prod(sl.shape)
 
         def forward(self, _original: torch.Tensor) -> torch.Tensor:
-            flat = torch.zeros(int(torch.tensor(sl.shape).prod()), dtype=self.codebook.dtype)
+            flat = torch.zeros(self.size, dtype=self.codebook.dtype)
             return flat.scatter(0, sl.positions, self.codebook[sl.indices]).view(sl.shape)
 
     return SharedWeight()

@@ -11,7 +11,6 @@ early stopping on validation, progress per epoch, the best epoch kept.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,15 +20,12 @@ from modelpress.components.distill.teacher import Teacher
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
+from modelpress.core.progress import say as _say
 from modelpress.core.technique import Result, Technique
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
     import torch
-
-
-def _say(msg: str) -> None:
-    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
 
 
 def _capture(module: torch.nn.Module, name: str, store: dict, key: str, whose: str) -> Any:

@@ -52,6 +52,18 @@ def count_macs(module: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[st
     return macs
 
 
+def nonzero_macs(module: torch.nn.Module, input_shape: tuple[int, ...]) -> float:
+    """MACs per sample counting only nonzero weights (what a sparse format or kernel would do)."""
+    density = {n: 1.0 - s for n, s in layer_sparsity(module).items()}
+    return sum(m * density[n] for n, m in count_macs(module, input_shape).items())
+
+
+def weight_sparsity(module: torch.nn.Module) -> float:
+    """Fraction of zero weights over all Conv2d and Linear weights together."""
+    weights = [m.weight for m in weight_layers(module).values()]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
 def torch_latency_ms(module: torch.nn.Module, x: torch.Tensor, runs: int = 50, warmup: int = 5) -> float:
     """Median milliseconds of one forward pass."""
     import statistics

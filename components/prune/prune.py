@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from modelpress.components.prune.settings import PruneConfig, SensitivityConfig
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
+from modelpress.core.progress import say as _say
 from modelpress.core.technique import Result, Technique
 from modelpress.errors import ModelpressError
 
@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     import torch
 
     from modelpress.components.prune.structured import Group
-
-
-def _say(msg: str) -> None:
-    print(f"[modelpress] {msg}", file=sys.stderr, flush=True)
 
 
 class _Pruner:
@@ -158,12 +154,11 @@ def _cost_fn(
         _pruner(trial, shape, plain).prune_to(ratios)
         if objective == "latency":
             return measure.ort_latency_ms(trial, shape, runs=30)
-        macs = measure.count_macs(trial, shape)
         if plain.method == "unstructured":  # zeros cost nothing in a sparse format
-            density = {n: 1.0 - s for n, s in measure.layer_sparsity(trial).items()}
-            return sum(m * density[n] for n, m in macs.items()) if objective == "macs" \
-                else float(measure.count_nonzero(trial))
-        return float(sum(macs.values())) if objective == "macs" else float(measure.count_params(trial))
+            return measure.nonzero_macs(trial, shape) if objective == "macs" else float(measure.count_nonzero(trial))
+        if objective == "macs":
+            return float(sum(measure.count_macs(trial, shape).values()))
+        return float(measure.count_params(trial))
 
     return cost
 
@@ -254,12 +249,8 @@ def prune(
         "val_accuracy": accuracy(module, data.x_val, data.y_val),
     }
     if config.method == "unstructured":
-        macs = measure.count_macs(module, input_shape)
-        density = {n: 1.0 - s for n, s in measure.layer_sparsity(module).items()}
-        metrics["macs_nonzero_ratio"] = sum(m * density[n] for n, m in macs.items()) / before["macs"]
-        weights = measure.weight_layers(module)
-        total = sum(m.weight.numel() for m in weights.values())
-        metrics["weight_sparsity"] = sum(int((m.weight == 0).sum()) for m in weights.values()) / total
+        metrics["macs_nonzero_ratio"] = measure.nonzero_macs(module, input_shape) / before["macs"]
+        metrics["weight_sparsity"] = measure.weight_sparsity(module)
     notes.update(pruner.report())
     return module, metrics, notes
 

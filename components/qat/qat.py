@@ -14,7 +14,6 @@ sit where INT8 rounding hurts least; the static quantize step then runs as usual
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,7 @@ from modelpress.components.quantize.settings import QuantizeConfig, resolve
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
+from modelpress.core.progress import say
 from modelpress.core.technique import Result, Technique
 from modelpress.errors import ModelpressError
 
@@ -157,7 +157,6 @@ class QAT(Technique):
         if data is None or len(data.x_train) == 0:
             raise ModelpressError("quantize.qat needs training data, and the dataset is empty")
         module, manifest = artifacts.load_torch(model_dir)
-        metrics = finetune(module, data, qconfig.qat, settings.reduce_range,
-                           say=lambda m: print(f"[modelpress] {m}", file=sys.stderr, flush=True))
+        metrics = finetune(module, data, qconfig.qat, settings.reduce_range, say=say)
         artifacts.save_torch(out_dir, module, manifest.architecture, manifest.input, manifest.dataset)
         return Result(model_dir=out_dir, metrics=metrics, notes={"qat": qconfig.qat.model_dump()})
