@@ -57,7 +57,7 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
     from modelpress.demo import train_and_register
     from modelpress.registry.store import connect
 
-    train_and_register(connect(), args.name, args.alias)
+    train_and_register(connect(), args.name or args.architecture, args.alias, args.architecture)
     return 0
 
 
@@ -125,12 +125,17 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
     batches = sorted(int(k.removeprefix("latency_ratio_b")) for k in comp if k.startswith("latency_ratio_b"))
     latency = ", ".join(f"b{b} {comp[f'latency_ratio_b{b}']:.2f}x" for b in batches)
     src_latency = ", ".join(f"b{b} {source[f'latency_p50_ms_b{b}']:.3f} ms" for b in batches)
+    packed = ev.get("technique", {}).get("deep_compress_compressed_bytes")
+    if packed is not None:  # the registered .mpdc file, not its decoded ONNX, is what ships
+        size = f"{packed / 1024:.1f} KiB .mpdc ({source['size_bytes'] / packed:.1f}x smaller)"
+    else:
+        size = f"{cand['size_bytes'] / 1024:.1f} KiB ({comp['size_ratio']:.2f}x)"
     header = ["variant", "target", "size vs source", "accuracy vs source", "latency p50 vs source",
               "gate", "registry URI"]
     row = [
         variant,
         target,
-        f"{cand['size_bytes'] / 1024:.1f} KiB ({comp['size_ratio']:.2f}x)",
+        size,
         f"{cand['accuracy'] * 100:.2f}% ({comp['accuracy_delta'] * 100:+.2f} pt)",
         latency or ev["environment"].get("latency_unavailable", "not measured"),
         "PASSED" if verdict["passed"] else "FAILED",
@@ -189,11 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser(
         "train-demo",
-        help="train the demo CNN and register a new version with an alias",
-        description="Train the seeded digits CNN and register it as a new version.",
+        help="train a digits model (the demo CNN by default) and register a new version with an alias",
+        description="Train a seeded digits model and register it as a new version.",
     )
-    t.add_argument("--name", default="digits-cnn", help="registered model name (default digits-cnn)")
+    t.add_argument("--name", help="registered model name (default: the architecture's name)")
     t.add_argument("--alias", default="champion", help="alias to set (default champion)")
+    t.add_argument("--architecture", default="digits-cnn", choices=["digits-cnn", "lenet5", "mlp-300-100"],
+                   help="digits-cnn (the demo's), lenet5 (LeNet-5's widths, 5x5 kernels) or mlp-300-100 "
+                   "(LeNet-300-100's widths); default digits-cnn")
     t.set_defaults(func=cmd_train_demo)
 
     c = sub.add_parser(

@@ -31,16 +31,22 @@ def existing_demo(client: MlflowClient, name: str, alias: str) -> SourceRef | No
         return None
 
 
-def train_and_register(client: MlflowClient, name: str = DEMO_MODEL, alias: str = DEMO_ALIAS) -> SourceRef:
+def train_and_register(
+    client: MlflowClient, name: str = DEMO_MODEL, alias: str = DEMO_ALIAS, architecture: str = "digits-cnn"
+) -> SourceRef:
+    """Train a `models.zoo.PRESETS` architecture on digits (seeded) and register it with `alias`."""
     from modelpress.core import artifacts
     from modelpress.core.data import load_dataset
+    from modelpress.errors import ModelpressError
     from modelpress.models.train import TrainConfig, accuracy, train
-    from modelpress.models.zoo import DigitsCNNSpec, build_model
+    from modelpress.models.zoo import PRESETS, build_model
     from modelpress.registry.source import register_source
 
-    _say(f"training the demo CNN on {DATASET} (seeded; about 10 s)")
+    if architecture not in PRESETS:
+        raise ModelpressError(f"unknown architecture {architecture!r}", f"use one of {', '.join(PRESETS)}")
+    spec = PRESETS[architecture]
+    _say(f"training {architecture} on {DATASET} (seeded; 10-60 s)")
     data = load_dataset(DATASET)
-    spec = DigitsCNNSpec()
     config = TrainConfig()
     module = build_model(spec, seed=config.seed)
     result = train(module, data, config, progress=_say)
@@ -56,7 +62,7 @@ def train_and_register(client: MlflowClient, name: str = DEMO_MODEL, alias: str 
             model_dir,
             alias,
             metrics={"test_accuracy": test_acc, "val_accuracy": result.val_accuracy},
-            description=f"Demo CNN for {DATASET} (8x8 digits), {sum(p.numel() for p in module.parameters())} "
+            description=f"{architecture} for {DATASET} (8x8 digits), {sum(p.numel() for p in module.parameters())} "
             f"parameters, test accuracy {test_acc:.4f}.",
         )
     _say(f"registered {ref.version_uri} with alias @{alias}")

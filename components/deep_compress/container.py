@@ -3,15 +3,19 @@ bitstreams, and a CRC-32 over everything, checked before anything is decoded.
 
     offset  size  field
     0       4     magic b"MPDC"
-    4       1     format version (1)
+    4       1     format version (2)
     5       4     body length N (little endian)
-    9       N     body: u32 meta length M | zlib(JSON meta, M bytes) | blobs, in tensor order
+    9       N     body: varint M | zlib(JSON meta), M bytes | tensor table | blobs, in tensor order
     9+N     4     CRC-32 of bytes [0, 9+N)
 
-Meta JSON: the model's architecture and input spec, and per tensor its name, shape and
-kind. A `shared` tensor's blobs are its codebook (k float16 or float32), the Huffman-coded codebook
-indices and the Huffman-coded index gaps (`relative.py`); the code lengths of both
-Huffman tables are in the meta. A `dense` tensor (biases, norms) is raw float16 or float32.
+The JSON meta holds what rebuilds the model (architecture, input spec). Tensor names and
+shapes are not stored: the caller's `layout(meta)` derives them from the architecture, and the
+table has one record per tensor in that order (why: on a 14k-parameter CNN, names and shapes
+were a fifth of the file). A record is a flags byte, then for a shared tensor the varints
+k, index_bits, count, index-stream bits, gap-stream bits and the Huffman code lengths of both
+streams (4 bits each when all fit, else a byte each). A `shared` tensor's blobs are its
+codebook (k float16 or float32), the Huffman-coded codebook indices and the Huffman-coded
+index gaps (`relative.py`). A `dense` tensor (biases) is raw float16 or float32.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import math
 import struct
 import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,8 +34,13 @@ if TYPE_CHECKING:
     import numpy as np
 
 MAGIC = b"MPDC"
-VERSION = 1
+VERSION = 2
 _HEAD = struct.Struct("<4sBI")
+# flags byte of a tensor record
+_SHARED, _HALF, _BYTE_LENGTHS = 1, 2, 4
+
+Layout = Callable[[dict[str, Any]], list[tuple[str, tuple[int, ...]]]]
+"""meta -> [(tensor name, shape)] in file order; raises ValueError for meta it cannot use."""
 
 
 class FormatError(ValueError):
@@ -60,14 +70,14 @@ class Bundle:
     meta: dict[str, Any]  # architecture, input spec, ...
     shared: dict[str, SharedTensor] = field(default_factory=dict)
     dense: dict[str, np.ndarray] = field(default_factory=dict)
-    order: list[str] = field(default_factory=list)  # tensor order (state_dict order)
+    order: list[str] = field(default_factory=list)  # tensor order: the order `layout(meta)` gives
 
 
 def encode(bundle: Bundle) -> tuple[bytes, dict[str, int]]:
     """The file's bytes, and how many bytes each part takes (for the per-stage table)."""
     import numpy as np
 
-    tensors, blobs = [], []
+    table, blobs = bytearray(), []
     sizes = {"codebooks": 0, "weight_indices": 0, "index_gaps": 0, "dense": 0, "meta": 0}
     for name in bundle.order:
         if name in bundle.shared:
@@ -78,24 +88,26 @@ def encode(bundle: Bundle) -> tuple[bytes, dict[str, int]]:
             g_len = huffman.code_lengths(gaps, 2**t.index_bits)
             w_bytes, w_bits = huffman.encode(symbols, w_len)
             g_bytes, g_bits = huffman.encode(gaps, g_len)
-            book_dtype = _dtype(t.codebook)
-            book = t.codebook.astype(book_dtype).tobytes()
+            book = t.codebook.astype(_dtype(t.codebook)).tobytes()
+            nibbles = max(w_len + g_len) < 16
+            table.append(_SHARED | (_HALF if _dtype(t.codebook) == "<f2" else 0) | (0 if nibbles else _BYTE_LENGTHS))
+            for v in (k, t.index_bits, len(symbols), w_bits, g_bits):
+                table += _varint(v)
+            table += _pack_lengths(w_len + g_len, nibbles)
             blobs += [book, w_bytes, g_bytes]
             sizes["codebooks"] += len(book)
             sizes["weight_indices"] += len(w_bytes)
             sizes["index_gaps"] += len(g_bytes)
-            tensors.append({"name": name, "shape": list(t.shape), "kind": "shared", "k": k, "dtype": book_dtype,
-                            "index_bits": t.index_bits, "count": len(symbols),
-                            "w_lengths": w_len, "w_bits": w_bits, "g_lengths": g_len, "g_bits": g_bits})
         else:
             a = np.asarray(bundle.dense[name])
             dtype = _dtype(a)
+            table.append(_HALF if dtype == "<f2" else 0)
             blobs.append(a.astype(dtype).tobytes())
             sizes["dense"] += a.astype(dtype).nbytes
-            tensors.append({"name": name, "shape": list(a.shape), "kind": "dense", "dtype": dtype})
-    meta = zlib.compress(json.dumps({**bundle.meta, "tensors": tensors}, separators=(",", ":")).encode(), 9)
-    sizes["meta"] = len(meta) + 4
-    body = struct.pack("<I", len(meta)) + meta + b"".join(blobs)
+    meta = zlib.compress(json.dumps(bundle.meta, separators=(",", ":")).encode(), 9)
+    head_of_body = _varint(len(meta)) + meta + bytes(table)
+    sizes["meta"] = len(head_of_body)
+    body = head_of_body + b"".join(blobs)
     head = _HEAD.pack(MAGIC, VERSION, len(body)) + body
     data = head + struct.pack("<I", zlib.crc32(head))
     sizes["header_and_checksum"] = _HEAD.size + 4
@@ -108,7 +120,54 @@ def _dtype(a: np.ndarray) -> str:
     return "<f2" if a.dtype.name == "float16" else "<f4"
 
 
-def decode(data: bytes) -> Bundle:
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
+        v >>= 7
+        if not v:
+            return bytes(out)
+
+
+def _pack_lengths(lengths: Sequence[int], nibbles: bool) -> bytes:
+    if not nibbles:
+        return bytes(lengths)
+    padded = list(lengths) + [0] * (len(lengths) % 2)
+    return bytes((a << 4) | b for a, b in zip(padded[::2], padded[1::2]))
+
+
+class _Reader:
+    """Bounds-checked reads from the body; running past its end is a FormatError."""
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise FormatError("a field runs past the end of the body")
+        chunk = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return chunk
+
+    def varint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            (b,) = self.take(1)
+            value |= (b & 0x7F) << shift
+            if b < 0x80:
+                return value
+            shift += 7
+            if shift > 63:
+                raise FormatError("a length field is longer than 64 bits")
+
+    def lengths(self, n: int, byte_lengths: bool) -> list[int]:
+        if byte_lengths:
+            return list(self.take(n))
+        raw = self.take((n + 1) // 2)
+        return [x for b in raw for x in (b >> 4, b & 0x0F)][:n]
+
+
+def decode(data: bytes, layout: Layout) -> Bundle:
     """Parse and check a file; raises FormatError, never returns a partly decoded model."""
     import numpy as np
 
@@ -125,41 +184,42 @@ def decode(data: bytes) -> Bundle:
     (crc,) = struct.unpack_from("<I", data, end)
     if zlib.crc32(data[:end]) != crc:
         raise FormatError("checksum mismatch: the file is corrupt")
+    r = _Reader(data, _HEAD.size, end)
     try:
-        (meta_len,) = struct.unpack_from("<I", data, _HEAD.size)
-        pos = _HEAD.size + 4
-        meta = json.loads(zlib.decompress(data[pos : pos + meta_len]))
-        pos += meta_len
-        bundle = Bundle(meta={k: v for k, v in meta.items() if k != "tensors"})
-
-        def take(n: int) -> bytes:
-            nonlocal pos
-            if pos + n > end:
-                raise FormatError("a tensor's data runs past the end of the body")
-            chunk = data[pos : pos + n]
-            pos += n
-            return chunk
-
-        for t in meta["tensors"]:
-            name, shape = t["name"], tuple(t["shape"])
+        meta = json.loads(zlib.decompress(r.take(r.varint())))
+        tensors = layout(meta)
+        records = []
+        for name, shape in tensors:
+            flags = r.take(1)[0]
+            if not flags & _SHARED:
+                records.append((name, shape, flags, None))
+                continue
+            k, index_bits, count, w_bits, g_bits = (r.varint() for _ in range(5))
+            if index_bits > 16 or k > 2**16:
+                raise FormatError(f"{name}: {k} centroids / {index_bits} index bits is beyond this format")
+            lengths = r.lengths(k + 1 + 2**index_bits, bool(flags & _BYTE_LENGTHS))
+            records.append((name, shape, flags, (k, index_bits, count, w_bits, g_bits, lengths)))
+        bundle = Bundle(meta=meta)
+        for name, shape, flags, rec in records:
             bundle.order.append(name)
-            dtype = np.dtype(t["dtype"])
-            if t["kind"] == "dense":
-                raw = take(dtype.itemsize * math.prod(shape))
+            dtype = np.dtype("<f2" if flags & _HALF else "<f4")
+            if rec is None:
+                raw = r.take(dtype.itemsize * math.prod(shape))
                 bundle.dense[name] = np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
                 continue
-            book = np.frombuffer(take(dtype.itemsize * t["k"]), dtype=dtype).copy()
-            symbols = huffman.decode(take((t["w_bits"] + 7) // 8), t["w_bits"], t["w_lengths"], t["count"])
-            gaps = huffman.decode(take((t["g_bits"] + 7) // 8), t["g_bits"], t["g_lengths"], t["count"])
-            positions, indices = relative.decode(gaps, symbols, pad=t["k"], size=math.prod(shape))
+            k, index_bits, count, w_bits, g_bits, lengths = rec
+            book = np.frombuffer(r.take(dtype.itemsize * k), dtype=dtype).copy()
+            symbols = huffman.decode(r.take((w_bits + 7) // 8), w_bits, lengths[: k + 1], count)
+            gaps = huffman.decode(r.take((g_bits + 7) // 8), g_bits, lengths[k + 1 :], count)
+            positions, indices = relative.decode(gaps, symbols, pad=k, size=math.prod(shape))
             bundle.shared[name] = SharedTensor(
-                shape, book, np.asarray(positions, dtype=np.int64), np.asarray(indices, dtype=np.uint16),
-                t["index_bits"],
+                tuple(shape), book, np.asarray(positions, dtype=np.int64), np.asarray(indices, dtype=np.uint16),
+                index_bits,
             )
-        if pos != end:
-            raise FormatError(f"{end - pos} unread bytes after the last tensor")
+        if r.pos != end:
+            raise FormatError(f"{end - r.pos} unread bytes after the last tensor")
     except FormatError:
         raise
-    except (ValueError, KeyError, TypeError, zlib.error, struct.error) as exc:
+    except (ValueError, KeyError, TypeError, IndexError, zlib.error) as exc:
         raise FormatError(f"malformed body ({exc})") from None
     return bundle

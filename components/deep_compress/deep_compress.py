@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     import torch
 
 
-
 def _entries(positions: Any, index_bits: int) -> int:
     """Stored entries of a relatively indexed tensor, fillers for long gaps included (as the coder writes them)."""
     import numpy as np
@@ -54,7 +53,7 @@ def compress(
     from modelpress.components.prune import measure
     from modelpress.components.prune.prune import prune
     from modelpress.models.train import accuracy, train
-    from modelpress.models.zoo import DigitsCNNSpec, fold_batchnorm
+    from modelpress.models.zoo import DigitsCNNSpec, build_model, fold_batchnorm
 
     fp32_bytes = 4 * sum(p.numel() for p in module.parameters())  # the source, as trained
     rows = [{"stage": "FP32 source", "bytes": fp32_bytes, "test_accuracy": accuracy(module, data.x_test, data.y_test)}]
@@ -98,7 +97,9 @@ def compress(
     bundle = container.Bundle(meta={"architecture": arch.model_dump(mode="json"),
                                     "input": input_spec.model_dump(mode="json"), "dataset": dataset})
     by_name = {f"{s.name}.weight": s for s in shared}
-    for key, value in module.state_dict().items():
+    state = module.state_dict()
+    for key in build_model(arch).state_dict():  # the order decode_model derives from the architecture
+        value = state[key]
         bundle.order.append(key)
         if key in by_name:
             s = by_name[key]
@@ -124,25 +125,30 @@ def compress(
 def decode_model(data: bytes, where: str = "compressed model") -> torch.nn.Module:
     """Rebuild the runnable torch model from a compressed file; every check runs first."""
     import numpy as np
+    import pydantic
     import torch
     from pydantic import TypeAdapter
 
     from modelpress.models.zoo import ArchSpec, build_model
 
+    built: dict[str, torch.nn.Module] = {}
+
+    def layout(meta: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+        try:
+            arch = TypeAdapter(ArchSpec).validate_python(meta["architecture"])
+        except (KeyError, pydantic.ValidationError) as exc:
+            raise ValueError(f"no architecture this modelpress can build ({type(exc).__name__})") from None
+        built["module"] = build_model(arch)
+        return [(k, tuple(v.shape)) for k, v in built["module"].state_dict().items()]
+
     try:
-        bundle = container.decode(data)
+        bundle = container.decode(data, layout)
     except container.FormatError as exc:
         raise ModelpressError(f"{where}: {exc}", "re-run the deep_compress step, or fetch the file again") from None
-    arch = TypeAdapter(ArchSpec).validate_python(bundle.meta["architecture"])
-    module = build_model(arch)
+    module = built["module"]
     state = {}
     for key, ref in module.state_dict().items():
-        if key in bundle.shared:
-            arr = bundle.shared[key].dense()
-        elif key in bundle.dense:
-            arr = bundle.dense[key].astype(np.float32)
-        else:
-            raise ModelpressError(f"{where}: no tensor {key} for a {arch.family} model", "re-run deep_compress")
+        arr = bundle.shared[key].dense() if key in bundle.shared else bundle.dense[key].astype(np.float32)
         state[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype).reshape(ref.shape)
     module.load_state_dict(state, strict=True)
     return module.eval()

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from modelpress.components.prune.settings import PruneConfig
+from modelpress.components.prune.settings import PruneConfig, ScheduleConfig
 from modelpress.core.config import FrozenConfig
 from modelpress.models.train import TrainConfig
 
@@ -32,8 +32,8 @@ class CentroidTrainConfig(TrainConfig):
 
 class DeepCompressConfig(FrozenConfig):
     prune: PruneConfig = Field(
-        default_factory=lambda: PruneConfig(method="unstructured", ratio=0.9),
-        description="Stage 1: magnitude pruning with fine-tuning (unstructured).",
+        default_factory=lambda: PruneConfig(method="unstructured", ratio=0.9, schedule=ScheduleConfig(steps=10)),
+        description="Stage 1: magnitude pruning with fine-tuning (unstructured, 10 gradual steps by default).",
     )
     bits: BitsConfig = Field(default_factory=BitsConfig, description="Stage 2: weight-sharing bits per layer type.")
     kmeans_iterations: int = Field(default=50, ge=1, le=10_000, description="Lloyd iterations per layer.")

@@ -23,6 +23,9 @@ class DigitsCNNSpec(FrozenConfig):
         default=(16, 32), min_length=1, max_length=3, description="Output channels per conv block."
     )
     hidden: int = Field(default=64, ge=1, le=4096, description="Width of the hidden linear layer.")
+    kernel_size: Literal[3, 5] = Field(
+        default=3, description="Conv kernel side (padding keeps the 8x8 grid); 5 is LeNet-5's."
+    )
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
     batchnorm: bool = Field(
         default=True, description="BatchNorm after each conv; False once folded into the conv (deep compression)."
@@ -40,6 +43,13 @@ class MLPSpec(FrozenConfig):
 
 ArchSpec = Annotated[DigitsCNNSpec | MLPSpec, Field(discriminator="family")]
 
+# Named digits architectures; the last two mirror the LeNets of Han et al. (2016) on 8x8 inputs.
+PRESETS: dict[str, DigitsCNNSpec | MLPSpec] = {
+    "digits-cnn": DigitsCNNSpec(),
+    "lenet5": DigitsCNNSpec(channels=(20, 50), hidden=500, kernel_size=5, batchnorm=False),
+    "mlp-300-100": MLPSpec(),
+}
+
 
 def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch.nn.Module:
     """Build the module; with `seed`, its initial weights are reproducible."""
@@ -53,7 +63,7 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers: list[nn.Module] = []
         c_in, side = 1, 8
         for i, c_out in enumerate(spec.channels):
-            layers += [nn.Conv2d(c_in, c_out, 3, padding=1)]
+            layers += [nn.Conv2d(c_in, c_out, spec.kernel_size, padding=spec.kernel_size // 2)]
             layers += [nn.BatchNorm2d(c_out), nn.ReLU()] if spec.batchnorm else [nn.ReLU()]
             if i < 2:  # 8x8 -> 4x4 -> 2x2; a third block keeps 2x2
                 layers.append(nn.MaxPool2d(2))

@@ -49,3 +49,12 @@ def test_unknown_target_exits_2_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("modelpress: error:") and "tpu-v9" in lines[0]
     assert not (tmp_path / ".modelpress").exists()  # refused before touching any store
+
+
+def test_train_demo_offers_exactly_the_zoo_presets():
+    from modelpress.models.zoo import PRESETS
+
+    proc = subprocess.run([sys.executable, "-m", "modelpress", "train-demo", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    offered = proc.stdout.split("--architecture {", 1)[1].split("}", 1)[0].split(",")
+    assert offered == list(PRESETS)

@@ -62,11 +62,16 @@ def _bundle() -> container.Bundle:
                             order=["fc.weight", "fc.bias"])
 
 
+def _layout(meta: dict) -> list[tuple[str, tuple[int, ...]]]:
+    """What the decoder derives from the architecture: names and shapes are not in the file."""
+    return [("fc.weight", (30, 20)), ("fc.bias", (30,))]
+
+
 def test_file_round_trip_is_exact():
     bundle = _bundle()
     data, sizes = container.encode(bundle)
     assert sizes["total"] == len(data)
-    back = container.decode(data)
+    back = container.decode(data, _layout)
     assert back.meta == bundle.meta and back.order == bundle.order
     assert np.array_equal(back.shared["fc.weight"].dense(), bundle.shared["fc.weight"].dense())
     assert back.shared["fc.weight"].dense().tobytes() == bundle.shared["fc.weight"].dense().tobytes()
@@ -80,27 +85,49 @@ def test_any_flipped_bit_fails_the_checksum():
             bad = bytearray(data)
             bad[byte] ^= 1 << bit
             with pytest.raises(container.FormatError):
-                container.decode(bytes(bad))
+                container.decode(bytes(bad), _layout)
     bad = bytearray(data)
     bad[len(data) // 2] ^= 1
     with pytest.raises(container.FormatError, match="checksum mismatch"):
-        container.decode(bytes(bad))
+        container.decode(bytes(bad), _layout)
 
 
 def test_truncated_and_unknown_version_are_refused():
     data, _ = container.encode(_bundle())
     for cut in (3, 12, len(data) // 2, len(data) - 1):
         with pytest.raises(container.FormatError, match="truncated"):
-            container.decode(data[:cut])
-    future = bytearray(data)
-    future[4] = 2
-    with pytest.raises(container.FormatError, match="unknown format version 2"):
-        container.decode(bytes(future))
+            container.decode(data[:cut], _layout)
+    for version in (1, container.VERSION + 1):  # an older or a newer writer
+        other = bytearray(data)
+        other[4] = version
+        with pytest.raises(container.FormatError, match=f"unknown format version {version}"):
+            container.decode(bytes(other), _layout)
 
 
 def test_an_empty_layer_still_encodes():
     book, idx = kmeans_1d(np.zeros(0, dtype=np.float32), bits=4)
     shared = container.SharedTensor((3, 4), book, np.zeros(0, dtype=np.int64), idx, index_bits=3)
     bundle = container.Bundle(meta={}, shared={"w": shared}, order=["w"])
-    back = container.decode(container.encode(bundle)[0])
+    back = container.decode(container.encode(bundle)[0], lambda meta: [("w", (3, 4))])
     assert not back.shared["w"].dense().any()
+
+
+def test_long_huffman_codes_are_stored_as_bytes():
+    # Fibonacci-like counts give a maximally skewed tree: codes longer than 15 bits
+    symbols = [s for s, n in enumerate([1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987, 1597, 2584])
+               for _ in range(n)]
+    assert max(huffman.code_lengths(symbols, 32)) > 15
+    positions = np.arange(len(symbols)) * 2
+    book = np.linspace(-1, 1, 32).astype(np.float32)
+    shared = container.SharedTensor((len(symbols) * 2,), book, positions, np.array(symbols), index_bits=2)
+    bundle = container.Bundle(meta={}, shared={"w": shared}, order=["w"])
+    back = container.decode(container.encode(bundle)[0], lambda meta: [("w", (len(symbols) * 2,))])
+    assert np.array_equal(back.shared["w"].dense(), shared.dense())
+
+
+def test_names_and_shapes_come_from_the_layout_not_the_file():
+    data, _ = container.encode(_bundle())
+    with pytest.raises(container.FormatError, match="malformed|past the end|unread"):
+        container.decode(data, lambda meta: [("fc.weight", (30, 20))])  # one tensor too few
+    with pytest.raises(container.FormatError, match="malformed"):
+        container.decode(data, lambda meta: (_ for _ in ()).throw(ValueError("unknown family")))
