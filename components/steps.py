@@ -46,6 +46,34 @@ def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_o
     return asdict(ref)
 
 
+def validate_data_step(recipe_json: str, dataset_in: Path, dataset_out: Path, report_out: Path) -> bool:
+    """Great Expectations checks on every split; the dataset goes on only if they pass.
+
+    The report is written either way; a failure raises, naming each unmet expectation.
+    """
+    import shutil
+
+    from modelpress.core.data import DatasetSplits
+    from modelpress.errors import ModelpressError
+    from modelpress.validators.data_checks import check_dataset, render_markdown
+
+    recipe = _recipe(recipe_json)
+    data = DatasetSplits.load(dataset_in)
+    if not recipe.data_checks.enabled:
+        Path(report_out).write_text(f"# Data checks: {data.name}\n\nSkipped: data_checks.enabled is false.\n")
+        shutil.copyfile(dataset_in, dataset_out)
+        _say("data checks: off (data_checks.enabled is false)")
+        return False
+    report = check_dataset(data, recipe.data_checks)
+    Path(report_out).write_text(render_markdown(report))
+    if not report.passed:
+        raise ModelpressError(f"data checks failed on {data.name}: {report.reason()}",
+                              "fix the dataset, or relax the recipe's data_checks section")
+    shutil.copyfile(dataset_in, dataset_out)
+    _say(f"data checks: {len(report.results)} expectations met on {data.name} (train, val, test)")
+    return True
+
+
 def export_step(model_in: Path, model_out: Path) -> None:
     from modelpress.components.export_onnx.onnx_export import export_onnx
 
@@ -243,14 +271,17 @@ def evaluate_step(
     recipe_json: str, candidate: Path, source: Path, dataset: Path, out_json: Path
 ) -> dict[str, Any]:
     from modelpress.components.evaluate.measure import evaluate
+    from modelpress.core import artifacts
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
+    from modelpress.validators.model_checks import onnx_checker
 
     recipe = _recipe(recipe_json)
     evaluation = evaluate(
         Path(candidate), Path(source), DatasetSplits.load(dataset), parse_target(recipe.target),
         recipe.evaluate, progress=_say,
     ).to_dict()
+    evaluation["checks"] = {"onnx_checker": onnx_checker(artifacts.onnx_file(Path(candidate)))}
     # What earlier techniques measured (params, MACs, the compressed file) is gateable too.
     evaluation["technique"] = {
         f"{name}_{k}": v
@@ -268,18 +299,64 @@ def gate_inputs(evaluation: dict[str, Any]) -> tuple[dict[str, float], dict[str,
     return candidate, dict(evaluation["source"])
 
 
-def gate_step(recipe_json: str, evaluation_json: Path, verdict_out: Path, report_out: Path) -> bool:
-    from modelpress.validators.gates import check_all, render_markdown
+def gate_step(
+    recipe_json: str,
+    evaluation_json: Path,
+    verdict_out: Path,
+    report_out: Path,
+    tracking_uri: str | None = None,
+    pipeline_run_id: str | None = None,
+) -> bool:
+    from modelpress.validators import gate_suite
+    from modelpress.validators.gates import Verdict, check_all, render_markdown
+    from modelpress.validators.model_checks import check_model
 
     recipe = _recipe(recipe_json)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
-    verdict = check_all(recipe.gates, candidate, baseline)
+    gates = recipe.active_gates()
+    suite = gate_suite.validate_metrics(gates, candidate, baseline)
+    results = gate_suite.combine(check_all(gates, candidate, baseline).results, suite)
+    results += check_model(evaluation, recipe.model_checks)
+    verdict = Verdict(passed=all(r.passed for r in results), results=results)
     body = {**verdict.to_dict(), "target": recipe.target, "evaluation": evaluation}
+    report = render_markdown(verdict, f"Gates for {recipe.source} on {recipe.target}") + gate_suite.render_markdown(suite)
+    Path(report_out).write_text(report)
+    if not verdict.passed and tracking_uri:
+        body["mlflow_run_id"] = log_failed_verdict(tracking_uri, recipe, body, report, pipeline_run_id)
+        _say(f"failed verdict logged to MLflow run {body['mlflow_run_id']} (report attached)")
     Path(verdict_out).write_text(json.dumps(body, indent=2))
-    Path(report_out).write_text(render_markdown(verdict, f"Gates for {recipe.source} on {recipe.target}"))
     _say(f"verdict: {'PASSED' if verdict.passed else 'FAILED'} ({verdict.reason})")
     return verdict.passed
+
+
+def log_failed_verdict(
+    tracking_uri: str, recipe: Any, verdict: dict[str, Any], report: str, pipeline_run_id: str | None
+) -> str:
+    """A tracking run (not a registry entry) so a refused candidate's reasons can be read back from MLflow."""
+    import time
+
+    from mlflow.entities import Metric, RunTag
+
+    from modelpress.registry import tags as T
+    from modelpress.registry.store import connect, ensure_experiment
+
+    client = connect(tracking_uri)
+    run = client.create_run(
+        ensure_experiment(client, tracking_uri),
+        run_name=f"verdict FAILED {recipe.source} for {recipe.target}",
+        tags={T.KIND: "verdict", T.VERDICT: "failed", T.TARGET: recipe.target, T.PREFIX + "source.uri": recipe.source,
+              T.CONFIG_HASH: recipe.config_hash(), T.CHAIN: ">".join(recipe.chain()),
+              **({T.PIPELINE_RUN: pipeline_run_id} if pipeline_run_id else {})},
+    )
+    now = int(time.time() * 1000)
+    metrics = [Metric(k, float(v), now, 0) for k, v in sorted(flat_metrics(verdict["evaluation"]).items())]
+    client.log_batch(run.info.run_id, metrics=metrics[:900],
+                     tags=[RunTag(T.PREFIX + "reason", verdict["reason"][:4000])])
+    client.log_text(run.info.run_id, report, "gate_report.md")
+    client.log_dict(run.info.run_id, {k: verdict[k] for k in ("passed", "reason", "results")}, "verdict.json")
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
 
 
 def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:

@@ -45,12 +45,30 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from modelpress.pipelines.compile import compile_all, compile_pipeline
 
+    # Loading validates: a gate on a metric no step produces stops here, before any cluster time.
+    recipe = _load_recipe(args.recipe) if args.recipe else None
     if args.all:
-        for path in compile_all(Path(args.all)):
+        for path in compile_all(Path(args.all), recipe):
             print(path)
     else:
-        print(compile_pipeline(Path(args.output)))
+        print(compile_pipeline(Path(args.output), recipe))
     return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from modelpress.pipelines.metrics import produced_metrics
+
+    recipe = _load_recipe(args.recipe)
+    gated = {g.metric for g in recipe.active_gates()}
+    for name in sorted(produced_metrics(recipe)):
+        print(f"{name}{'  (gated)' if name in gated else ''}")
+    return 0
+
+
+def _load_recipe(path: str | None):
+    from modelpress.pipelines.recipe import load_recipe
+
+    return load_recipe(path)
 
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
@@ -113,6 +131,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         registered = f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found"
     print(_table(name, recipe.target, verdict, registered), flush=True)
     _say(f"task logs: {run.log_path}")
+    if run.report_path is not None:
+        _say(f"gate report: {run.report_path}")
     if not verdict["passed"]:
         raise GateFailed(f"gate failed, nothing registered: {verdict['reason']}")
     return 0
@@ -211,7 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--output", "-o", default="pipeline.yaml", help="output file (default pipeline.yaml)")
     c.add_argument("--all", metavar="DIR", help="write the pipeline and every component into DIR instead")
+    c.add_argument("--recipe", help="validate this recipe (gates included) and make it the pipeline's default")
     c.set_defaults(func=cmd_compile)
+
+    m = sub.add_parser(
+        "metrics",
+        help="list the metrics a recipe's run produces (what gates may name)",
+        description="List every metric the pipeline will produce for a recipe; gated ones are marked.",
+    )
+    m.add_argument("--recipe", help="YAML or JSON recipe (default: the built-in defaults)")
+    m.set_defaults(func=cmd_metrics)
 
     g = sub.add_parser("targets", help="list known hardware targets", description="List hardware targets.")
     g.set_defaults(func=cmd_targets)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def components() -> dict:
@@ -20,26 +21,29 @@ def components() -> dict:
     from modelpress.components.quantize.component import quantize
     from modelpress.components.register.component import register
     from modelpress.components.resolve.component import resolve
+    from modelpress.components.validate_data.component import validate_data
 
-    return {c.name: c for c in (resolve, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate, gate, register)}
+    return {c.name: c for c in (resolve, validate_data, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate, gate, register)}
 
 
-def compile_pipeline(path: Path) -> Path:
+def compile_pipeline(path: Path, recipe: Any = None) -> Path:
+    """The pipeline as IR YAML; with a (validated) recipe, that recipe is its `recipe` default."""
     from kfp import compiler
 
     from modelpress.pipelines.compress import compress
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(compress, str(path))
+    params = {"recipe": recipe.to_json()} if recipe is not None else None
+    compiler.Compiler().compile(compress, str(path), pipeline_parameters=params)
     return path
 
 
-def compile_all(out_dir: Path) -> list[Path]:
+def compile_all(out_dir: Path, recipe: Any = None) -> list[Path]:
     """Every component and the pipeline, one YAML each."""
     from kfp import compiler
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [compile_pipeline(out_dir / "compress.yaml")]
+    written = [compile_pipeline(out_dir / "compress.yaml", recipe)]
     for name, comp in components().items():
         path = out_dir / "components" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ _TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 class LocalRun:
     verdict: dict[str, Any]
     log_path: Path
+    report_path: Path | None = None  # the gate step's Markdown report, written pass or fail
 
 
 class _ProgressTee(io.TextIOBase):
@@ -95,5 +96,8 @@ def run_local(recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool
     finally:
         os.environ.pop(ERROR_FILE_ENV, None)
         Path(err_path).unlink(missing_ok=True)
-    verdict = json.loads(Path(task.output.path).read_text())
-    return LocalRun(verdict=verdict, log_path=log_path)
+    verdict_path = Path(task.output.path)
+    # kfp.local writes each task's outputs side by side: <root>/<run>/gate/{verdict,report}.
+    report = verdict_path.parent / "report"
+    return LocalRun(verdict=json.loads(verdict_path.read_text()), log_path=log_path,
+                    report_path=report if report.is_file() else None)

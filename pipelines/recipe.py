@@ -30,7 +30,9 @@ from modelpress.core.hardware import parse_target
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import DEFAULT_ALIAS
-from modelpress.validators.gates import ChangeThreshold, Gate
+from modelpress.validators.data_checks import DataChecksConfig
+from modelpress.validators.gates import ChangeThreshold, Gate, gates_for
+from modelpress.validators.model_checks import ModelChecksConfig
 
 DEFAULT_GATES = (
     Gate(metric="accuracy", change=ChangeThreshold(max_degradation=0.01)),  # 1.0 point
@@ -59,9 +61,16 @@ class Recipe(FrozenConfig):
         default=None, description="Deep compression (prune, share, Huffman-code); fp32 targets only."
     )
     quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
+    data_checks: DataChecksConfig = Field(
+        default_factory=DataChecksConfig, description="Great Expectations checks on the dataset, before any step."
+    )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
     gates: tuple[Gate, ...] = Field(
         default=DEFAULT_GATES, min_length=1, max_length=64, description="All must pass to register."
+    )
+    model_checks: ModelChecksConfig = Field(
+        default_factory=ModelChecksConfig,
+        description="ONNX checker, the target's own provider, and agreement with the source; fail like gates.",
     )
     variant: VariantConfig = Field(default_factory=VariantConfig, description="How the variant is registered.")
 
@@ -103,6 +112,30 @@ class Recipe(FrozenConfig):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _gates_can_be_measured(self) -> Recipe:
+        """Refuse now, not after the compute, a gate that nothing measures or no gate at all."""
+        import difflib
+
+        from modelpress.pipelines.metrics import produced_metrics
+
+        produced = produced_metrics(self)
+        for gate in self.gates:
+            if gate.metric not in produced:
+                near = difflib.get_close_matches(gate.metric, sorted(produced), n=3)
+                hint = f"did you mean {' or '.join(near)}? " if near else ""
+                raise ValueError(
+                    f"gate on {gate.metric!r}: no step of this recipe produces that metric; {hint}"
+                    "`modelpress metrics --recipe FILE` lists the ones it does"
+                )
+        if not gates_for(self.gates, self.target):
+            raise ValueError(f"no gate applies to target {self.target}: add one without `targets`, or list it")
+        return self
+
+    def active_gates(self) -> tuple[Gate, ...]:
+        """The gates the candidate must pass on this recipe's target."""
+        return gates_for(self.gates, self.target)
+
     def changes_weights(self) -> bool:
         """Whether a torch-level step (distill, prune, deep_compress) changes the model before export."""
         return self.distill is not None or self.prune is not None or self.deep_compress is not None
@@ -113,10 +146,10 @@ class Recipe(FrozenConfig):
     def config_hash(self) -> str:
         """Hash of what shapes the variant and its acceptance.
 
-        Source version and target are separate parts of the variant key; evaluate
-        settings only change how it is measured, so they are left out.
+        Source version and target are separate parts of the variant key; evaluate and
+        data-check settings only change how it is measured, so they are left out.
         """
-        body = self.model_dump(mode="json", exclude={"source", "target", "evaluate"})
+        body = self.model_dump(mode="json", exclude={"source", "target", "evaluate", "data_checks"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self) -> list[str]:

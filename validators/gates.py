@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from modelpress.core.config import FrozenConfig
 
 # Float noise must not fail a candidate that sits exactly on a boundary.
-_EPS = 1e-9
+EPS = 1e-9
 
 
 class ValueThreshold(FrozenConfig):
@@ -66,6 +66,27 @@ class Gate(FrozenConfig):
     change: ChangeThreshold | None = Field(
         default=None, description="Bounds on the change against the source model."
     )
+    targets: tuple[str, ...] | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="Hardware targets this gate applies to (accuracy differs by execution provider); "
+        "None: every target.",
+    )
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is None:
+            return None
+        from modelpress.core.hardware import parse_target
+        from modelpress.errors import ModelpressError
+
+        try:
+            return tuple(parse_target(t).name for t in v)
+        except ModelpressError as exc:
+            raise ValueError(str(exc)) from None
+
+    def applies_to(self, target: str) -> bool:
+        return self.targets is None or target in self.targets
 
     @model_validator(mode="after")
     def _some(self) -> Gate:
@@ -98,6 +119,11 @@ class Verdict:
         return {"passed": self.passed, "reason": self.reason, "results": [asdict(r) for r in self.results]}
 
 
+def gates_for(gates: tuple[Gate, ...], target: str) -> tuple[Gate, ...]:
+    """The gates that apply on `target` (a canonical target name)."""
+    return tuple(g for g in gates if g.applies_to(target))
+
+
 def _describe(gate: Gate) -> str:
     parts = []
     if gate.value is not None:
@@ -113,17 +139,23 @@ def _describe(gate: Gate) -> str:
     return ", ".join(parts)
 
 
-def _number(metrics: Mapping[str, float], key: str) -> float | None:
+def metric_value(metrics: Mapping[str, float], key: str) -> float | None:
+    """The metric as a float, or None when it is missing or not a finite number."""
     value = metrics.get(key)
-    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return None
     return float(value)
 
 
+def worse_than_source(gate: Gate, measured: float, base: float) -> float:
+    """How much worse than the source, signed by the gate's direction (positive: worse)."""
+    return base - measured if gate.direction == "higher_is_better" else measured - base
+
+
 def check(gate: Gate, candidate: Mapping[str, float], baseline: Mapping[str, float]) -> GateResult:
     threshold = _describe(gate)
-    measured = _number(candidate, gate.metric)
-    base = _number(baseline, gate.metric)
+    measured = metric_value(candidate, gate.metric)
+    base = metric_value(baseline, gate.metric)
     if measured is None:
         return GateResult(gate.metric, False, None, base, threshold, f"{gate.metric}: not measured")
 
@@ -132,23 +164,23 @@ def check(gate: Gate, candidate: Mapping[str, float], baseline: Mapping[str, flo
 
     if gate.value is not None:
         lo, hi = gate.value.lower, gate.value.upper
-        if lo is not None and measured < lo - _EPS * max(1.0, abs(lo)):
+        if lo is not None and measured < lo - EPS * max(1.0, abs(lo)):
             return fail(f"{measured:g} is below the lower bound {lo:g}")
-        if hi is not None and measured > hi + _EPS * max(1.0, abs(hi)):
+        if hi is not None and measured > hi + EPS * max(1.0, abs(hi)):
             return fail(f"{measured:g} is above the upper bound {hi:g}")
     if gate.change is not None:
         if base is None:
             return fail("source value not measured, so the change cannot be checked")
-        worse = base - measured if gate.direction == "higher_is_better" else measured - base
+        worse = worse_than_source(gate, measured, base)
         limit = gate.change.max_degradation
-        if limit is not None and worse > limit + _EPS * max(1.0, abs(limit)):
+        if limit is not None and worse > limit + EPS * max(1.0, abs(limit)):
             return fail(f"{measured:g} is {worse:g} worse than source {base:g} (allowed {limit:g})")
         rel = gate.change.max_relative_degradation
         if rel is not None:
             if base == 0:
                 return fail("source value is 0, so a relative change is undefined")
             rel_worse = worse / abs(base)
-            if rel_worse > rel + _EPS:
+            if rel_worse > rel + EPS:
                 return fail(
                     f"{measured:g} is {rel_worse:.1%} worse than source {base:g} (allowed {rel:.1%})"
                 )

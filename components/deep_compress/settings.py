@@ -16,6 +16,9 @@ from modelpress.components.prune.settings import PruneConfig, ScheduleConfig
 from modelpress.core.config import FrozenConfig
 from modelpress.models.train import TrainConfig
 
+# What the technique measures (gateable as deep_compress_<name>).
+METRICS = ("compressed_bytes", "fp32_bytes", "compression_ratio")
+
 
 class BitsConfig(FrozenConfig):
     conv: int = Field(default=8, ge=1, le=8, description="Codebook index bits of Conv2d layers (2^bits centroids).")

@@ -27,6 +27,11 @@ FAMILY_BASE = {
 }
 
 
+# What the technique measures (gateable as distill_<name>).
+METRICS = ("student_params", "teacher_params", "params_ratio", "val_accuracy", "teacher_val_accuracy", "best_epoch",
+           "epochs_run")
+
+
 class StudentConfig(FrozenConfig):
     family: Literal["digits-cnn", "mlp"] | None = Field(
         default=None, description="Student family from the catalog; or give `architecture`."

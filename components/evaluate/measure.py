@@ -131,6 +131,7 @@ def evaluate(
 
     env: dict[str, Any] = {
         "target": target.name,
+        "target_provider": target.provider,
         "accuracy_provider": acc_provider,
         "onnxruntime": ort.__version__,
         "machine": platform.machine(),

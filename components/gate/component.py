@@ -5,15 +5,24 @@ from modelpress.components.image import IMAGE
 
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
-def gate(recipe: str, evaluation: Input[Artifact], verdict: Output[Artifact], report: Output[Markdown]) -> bool:
-    """Check the recipe's gates; write the verdict (JSON) and a report, pass or fail.
+def gate(
+    recipe: str,
+    tracking_uri: str,
+    pipeline_run_id: str,
+    evaluation: Input[Artifact],
+    verdict: Output[Artifact],
+    report: Output[Markdown],
+) -> bool:
+    """Check the recipe's gates and model checks; write the verdict (JSON) and a report, pass or fail.
 
-    Returns whether every gate passed; the register step runs only under dsl.If on it.
+    A failed verdict is also logged as an MLflow run (report attached) and nothing is registered;
+    a passed one travels to the register step, whose run carries the same report.
+    Returns whether everything passed; the register step runs only under dsl.If on it.
     """
     from modelpress.components.steps import gate_step
     from modelpress.components.task import user_errors
 
     with user_errors("gate"):
-        passed = gate_step(recipe, evaluation.path, verdict.path, report.path)
+        passed = gate_step(recipe, evaluation.path, verdict.path, report.path, tracking_uri, pipeline_run_id)
     verdict.metadata["passed"] = passed
     return passed

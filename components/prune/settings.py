@@ -17,6 +17,12 @@ from pydantic import Field, field_validator, model_validator
 from modelpress.core.config import FrozenConfig
 from modelpress.models.train import TrainConfig
 
+# What the prune technique measures (gateable as prune_<name>); unstructured pruning adds UNSTRUCTURED_METRICS.
+METRICS = ("params_before", "params", "params_ratio", "nonzero_params", "nonzero_ratio", "macs_before", "macs",
+           "macs_ratio", "val_accuracy_before", "val_accuracy_pruned", "val_accuracy", "file_bytes_before",
+           "file_bytes", "file_ratio")
+UNSTRUCTURED_METRICS = ("macs_nonzero_ratio", "weight_sparsity")
+
 
 def _check_ratio(value: float, what: str) -> float:
     if not 0.0 <= value < 1.0:

@@ -86,8 +86,13 @@ def known_datasets() -> list[str]:
 
 
 def load_dataset(name: str, seed: int = DEFAULT_SEED) -> DatasetSplits:
+    """A built-in dataset by name, or your own splits: a path to an `.npz` written by `DatasetSplits.save`."""
+    if name.endswith(".npz"):
+        if not Path(name).is_file():
+            raise ModelpressError(f"dataset file {name} not found", "register the model with an existing .npz path")
+        return DatasetSplits.load(name)
     if name not in _LOADERS:
         raise ModelpressError(
-            f"unknown dataset {name!r}", f"use one of: {', '.join(known_datasets())}"
+            f"unknown dataset {name!r}", f"use one of: {', '.join(known_datasets())}, or a path to an .npz"
         )
     return _LOADERS[name](seed)

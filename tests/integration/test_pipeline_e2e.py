@@ -89,11 +89,23 @@ def test_failing_gate_leaves_registry_untouched(first_run, client, server_env, t
     assert client.get_model_version_by_alias(VARIANT, "candidate").version == alias_before
 
 
-def test_missing_provider_is_recorded_not_hidden(demo_source, server_env, client, tmp_path):
-    """nvidia-cuda-fp16 here: CUDA is not installed, so accuracy falls back to the CPU provider
-    and latency is left out; both facts are tagged on the variant."""
+def test_a_cpu_fallback_does_not_pass_for_the_target(demo_source, server_env, client, tmp_path):
+    """nvidia-cuda-fp16 here: CUDA is not installed, so the model check on the target's provider fails."""
     recipe = tmp_path / "fp16.yaml"
     recipe.write_text(FAST + "target: nvidia-cuda-fp16\n")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "modelpress: gate failed, nothing registered: model: target provider: "
+        "CUDAExecutionProvider is not installed in this onnxruntime")
+    assert not client.search_registered_models("name = 'digits-cnn.nvidia-cuda-fp16'")
+
+
+def test_missing_provider_is_recorded_not_hidden(demo_source, server_env, client, tmp_path):
+    """With the provider check waived, accuracy falls back to the CPU provider and latency is
+    left out; both facts are tagged on the variant."""
+    recipe = tmp_path / "fp16.yaml"
+    recipe.write_text(FAST + "target: nvidia-cuda-fp16\nmodel_checks: {require_target_provider: false}\n")
     proc = run_cli(["run", "--recipe", str(recipe)], server_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "CUDAExecutionProvider is not installed" in proc.stdout

@@ -7,7 +7,7 @@ import yaml
 from modelpress.components.image import IMAGE
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["resolve", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
+STEPS = ["resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
@@ -38,6 +38,22 @@ def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
     tasks = spec["root"]["dag"]["tasks"]
     assert tasks["resolve"]["cachingOptions"] == {}
     assert tasks["evaluate"]["cachingOptions"] == {}
+
+
+def test_every_compression_step_waits_for_the_data_checks(tmp_path: Path):
+    tasks = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())["root"]["dag"]["tasks"]
+    for name in ("distill", "prune", "deep-compress", "qat", "quantize", "evaluate", "export-onnx"):
+        assert "validate-data" in tasks[name].get("dependentTasks", []), name
+    assert tasks["prune"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "validated", "producerTask": "validate-data"}
+
+
+def test_a_compiled_recipe_is_the_pipelines_default(tmp_path: Path):
+    from modelpress.pipelines.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-lenet5-deep-compress.yaml")
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
+    assert spec["root"]["inputDefinitions"]["parameters"]["recipe"]["defaultValue"] == recipe.to_json()
 
 
 def test_compile_all_writes_every_component(tmp_path: Path):

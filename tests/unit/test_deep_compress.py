@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modelpress.components.deep_compress.deep_compress import COMPRESSED_FILE, decode_model
-from modelpress.components.deep_compress.settings import DeepCompressConfig
+from modelpress.components.deep_compress.settings import METRICS, DeepCompressConfig
 from modelpress.core import artifacts
 from modelpress.core.config import parse_config
 from modelpress.core.data import load_dataset
@@ -44,6 +44,7 @@ def test_stages_are_measured_on_the_real_file(compressed):
     assert rows[0]["bytes"] == 4 * 50_610
     assert [r["ratio"] for r in rows] == sorted(r["ratio"] for r in rows)  # each stage shrinks it
     assert compressed.metrics["compression_ratio"] > 20
+    assert set(compressed.metrics) == set(METRICS)  # what gates may name, checked at recipe load
     # The decoded model is the shared model: the last two stages score the same.
     assert rows[-1]["test_accuracy"] == rows[-2]["test_accuracy"]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from modelpress.components.distill.distill import distill
-from modelpress.components.distill.settings import DistillConfig, StudentConfig
+from modelpress.components.distill.settings import METRICS, DistillConfig, StudentConfig
 from modelpress.components.distill.teacher import Teacher
 from modelpress.components.export_onnx.onnx_export import export_onnx
 from modelpress.core import artifacts
@@ -72,6 +72,7 @@ def test_distill_trains_a_small_student_deterministically(teacher_dir, data, tmp
     r1 = technique.apply(teacher_dir, data, _cfg(), parse_target("cpu-x86-fp32"), tmp_path / "a")
     r2 = technique.apply(teacher_dir, data, _cfg(), parse_target("cpu-x86-fp32"), tmp_path / "b")
     assert r1.metrics["params_ratio"] < 0.25
+    assert set(r1.metrics) == set(METRICS)  # what gates may name, checked at recipe load
     assert [h["epoch"] for h in r1.notes["history"]] == [1, 2, 3]
     assert artifacts.read_manifest(r1.model_dir).architecture == DigitsCNNSpec(channels=(7, 14), hidden=29)
     a, _ = artifacts.load_torch(r1.model_dir)

@@ -82,3 +82,54 @@ def test_threshold_models_are_frozen():
     with pytest.raises(ValidationError):
         v.lower = 0.2  # type: ignore[misc]
     assert ChangeThreshold(max_degradation=0.01).max_degradation == 0.01
+
+
+# Every threshold kind at its boundary, both directions, through both engines: the typed checker
+# and the Great Expectations suite over the metrics table must agree on each.
+BOUNDARY_CASES = [
+    # (gate, candidate value, source value, passes)
+    ({"value": {"lower": 0.90}}, 0.90, None, True),
+    ({"value": {"lower": 0.90}}, 0.8999999, None, False),
+    ({"value": {"upper": 0.95}}, 0.95, None, True),
+    ({"value": {"upper": 0.95}}, 0.9500001, None, False),
+    ({"change": {"max_degradation": 0.01}}, 0.97, 0.98, True),
+    ({"change": {"max_degradation": 0.01}}, 0.9699, 0.98, False),
+    ({"direction": "lower_is_better", "change": {"max_degradation": 2.0}}, 12.0, 10.0, True),
+    ({"direction": "lower_is_better", "change": {"max_degradation": 2.0}}, 12.001, 10.0, False),
+    ({"change": {"max_relative_degradation": 0.10}}, 0.9, 1.0, True),
+    ({"change": {"max_relative_degradation": 0.10}}, 0.8999, 1.0, False),
+    ({"direction": "lower_is_better", "change": {"max_relative_degradation": 0.10}}, 11.0, 10.0, True),
+    ({"direction": "lower_is_better", "change": {"max_relative_degradation": 0.10}}, 11.01, 10.0, False),
+    ({"change": {"max_degradation": 0.01}}, 0.99, None, False),  # no source value: the change is unknown
+    ({"value": {"lower": 0}}, float("nan"), None, False),
+    ({"value": {"lower": 0}}, None, None, False),  # not measured
+]
+
+
+def test_gate_suite_and_checker_agree_at_every_boundary():
+    from modelpress.validators.gate_suite import combine, validate_metrics
+
+    gates, candidate, baseline, expected = [], {}, {}, []
+    for i, (body, value, source, passes) in enumerate(BOUNDARY_CASES):
+        name = f"m{i}"
+        gates.append(gate(metric=name, **body))
+        if value is not None:
+            candidate[name] = value
+        if source is not None:
+            baseline[name] = source
+        expected.append(passes)
+    gates = tuple(gates)
+    checker = check_all(gates, candidate, baseline).results
+    suite = validate_metrics(gates, candidate, baseline)
+    assert [r.passed for r in checker] == expected
+    per_gate = [all(s.passed for s in suite if s.gate == i) for i in range(len(gates))]
+    assert per_gate == expected
+    assert [r.passed for r in combine(checker, suite)] == expected
+
+
+def test_gx_can_only_make_a_gate_stricter():
+    from modelpress.validators.gate_suite import SuiteResult, combine
+
+    (passed,) = check_all((gate(metric="accuracy", value={"lower": 0.5}),), {"accuracy": 0.9}, {}).results
+    (out,) = combine((passed,), (SuiteResult(0, "expect_column_values_to_be_between", "accuracy", False),))
+    assert not out.passed and "Great Expectations found expect_column_values_to_be_between(accuracy) unmet" in out.reason

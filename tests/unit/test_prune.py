@@ -10,6 +10,7 @@ import torch
 
 from modelpress.components.export_onnx.onnx_export import export_onnx
 from modelpress.components.prune import measure, sensitivity
+from modelpress.components.prune import settings as prune_settings
 from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.prune.unstructured import Masks
 from modelpress.core import artifacts
@@ -115,6 +116,7 @@ def test_structured_technique_end_to_end(tmp_path, data):
     cfg = parse_config(PruneConfig, {"method": "structured", "ratio": 0.5, **QUICK}, "prune")
     r = get_technique("prune").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "out")
     assert r.metrics["macs_ratio"] <= 0.55 and r.metrics["file_ratio"] < 0.5
+    assert set(r.metrics) == set(prune_settings.METRICS)  # what gates may name, checked at recipe load
     assert r.notes["channels"] == {"0": "16->8", "4": "32->16", "9": "64->32"}
     assert artifacts.read_manifest(r.model_dir).architecture == DigitsCNNSpec(channels=(8, 16), hidden=32)
     # The pruned model exports to ONNX and runs in ONNX Runtime with the same predictions.
@@ -133,6 +135,7 @@ def test_unstructured_technique_keeps_zeros_through_finetuning(tmp_path, data):
     cfg = parse_config(PruneConfig, {"method": "unstructured", "ratio": 0.9, **QUICK}, "prune")
     r = get_technique("prune").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "out")
     assert r.metrics["weight_sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert set(r.metrics) == set(prune_settings.METRICS + prune_settings.UNSTRUCTURED_METRICS)
     assert r.metrics["file_ratio"] < 0.2
     module, _ = artifacts.load_torch(r.model_dir)
     assert measure.layer_sparsity(module) == pytest.approx(r.notes["layer_sparsity"], abs=1e-4)

@@ -1,0 +1,36 @@
+"""The metrics a recipe's run will produce, known before anything runs.
+
+A gate on a metric that no step produces would fail only after all the compute; the recipe
+refuses it when it is loaded (so `modelpress run` and `modelpress compile --recipe` both stop
+at once, naming the metric). Each technique's settings module declares what it measures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The evaluate step's own numbers, for the candidate (the source's feed change thresholds).
+CANDIDATE = ("accuracy", "size_bytes")
+COMPARISON = ("top1_agreement", "max_abs_logit_diff", "size_ratio", "accuracy_delta")
+
+
+def produced_metrics(recipe: Any) -> frozenset[str]:
+    """Every metric name a gate of `recipe` may name."""
+    from modelpress.components.deep_compress import settings as deep_compress
+    from modelpress.components.distill import settings as distill
+    from modelpress.components.prune import settings as prune
+
+    names = set(CANDIDATE) | set(COMPARISON)
+    for b in recipe.evaluate.batch_sizes:
+        names |= {f"latency_p50_ms_b{b}", f"latency_p95_ms_b{b}", f"latency_ratio_b{b}"}
+    techniques: list[tuple[str, tuple[str, ...]]] = []
+    if recipe.distill is not None:
+        techniques.append(("distill", distill.METRICS))
+    if recipe.prune is not None:
+        extra = prune.UNSTRUCTURED_METRICS if recipe.prune.method == "unstructured" else ()
+        techniques.append(("prune", prune.METRICS + extra))
+    if recipe.deep_compress is not None:
+        techniques.append(("deep_compress", deep_compress.METRICS))
+    for name, metrics in techniques:
+        names |= {f"{name}_{m}" for m in metrics}
+    return frozenset(names)

@@ -1,0 +1,171 @@
+"""Per-target gates, gates refused at load when nothing measures them, model checks, and GX data checks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from modelpress.core.config import parse_config
+from modelpress.core.data import load_dataset
+from modelpress.errors import ModelpressError
+from modelpress.pipelines.metrics import produced_metrics
+from modelpress.pipelines.recipe import Recipe, load_recipe
+from modelpress.validators.data_checks import DataChecksConfig, check_dataset, render_markdown
+from modelpress.validators.gates import Gate, gates_for
+from modelpress.validators.model_checks import ModelChecksConfig, check_model
+
+ACC = {"metric": "accuracy", "change": {"max_degradation": 0.01}}
+
+
+# ------------------------------------------------------------------ gates per target
+
+def test_gate_targets_are_canonical_and_filter():
+    g = parse_config(Gate, {**ACC, "targets": [" CPU-X86-INT8 "]}, "gate")
+    assert g.targets == ("cpu-x86-int8",)
+    everywhere = parse_config(Gate, ACC, "gate")
+    assert gates_for((g, everywhere), "cpu-x86-int8") == (g, everywhere)
+    assert gates_for((g, everywhere), "nvidia-trt-int8") == (everywhere,)
+
+
+def test_gate_on_an_unknown_target_is_refused():
+    with pytest.raises(ModelpressError, match="unknown hardware target 'tpu-v9'"):
+        parse_config(Gate, {**ACC, "targets": ["tpu-v9"]}, "gate")
+
+
+def test_recipe_uses_only_its_targets_gates():
+    r = load_recipe(target="cpu-arm64-int8", gates=[ACC, {**ACC, "metric": "size_ratio", "targets": ["cpu-x86-int8"]}])
+    assert [g.metric for g in r.active_gates()] == ["accuracy"]
+
+
+def test_recipe_with_no_gate_for_its_target_is_refused():
+    with pytest.raises(ModelpressError, match="no gate applies to target cpu-x86-int8"):
+        load_recipe(gates=[{**ACC, "targets": ["nvidia-trt-int8"]}])
+
+
+# ------------------------------------------------------------------ compile-time metric check
+
+@pytest.mark.parametrize("metric", ["acuracy", "latency_p95_ms_b32", "prune_macs_ratio", "deep_compress_compression_ratio"])
+def test_gate_on_a_metric_nothing_produces_is_refused_naming_it(metric):
+    with pytest.raises(ModelpressError) as exc:
+        load_recipe(gates=[{"metric": metric, "value": {"lower": 0}}])
+    msg = str(exc.value)
+    assert f"gate on {metric!r}: no step of this recipe produces that metric" in msg and "\n" not in msg
+
+
+def test_technique_metrics_are_gateable_when_the_technique_runs():
+    r = load_recipe(prune={"method": "unstructured", "ratio": 0.5},
+                    gates=[ACC, {"metric": "prune_weight_sparsity", "value": {"lower": 0.4}}])
+    produced = produced_metrics(r)
+    assert {"prune_weight_sparsity", "prune_macs_ratio", "latency_p95_ms_b64", "top1_agreement"} <= produced
+    assert "prune_weight_sparsity" not in produced_metrics(load_recipe(prune={"method": "structured", "ratio": 0.5}))
+
+
+def test_compile_refuses_such_a_recipe(tmp_path):
+    from modelpress.cli import main
+
+    bad = tmp_path / "r.yaml"
+    bad.write_text("gates:\n  - {metric: latency_p99_ms_b1, value: {upper: 2}}\n")
+    assert main(["compile", "--recipe", str(bad), "-o", str(tmp_path / "p.yaml")]) == 2
+    assert not (tmp_path / "p.yaml").exists()
+
+
+# ------------------------------------------------------------------ model checks
+
+def _evaluation(**over):
+    ev = {"checks": {"onnx_checker": {"passed": True, "detail": "valid"}},
+          "environment": {"target_provider": "CPUExecutionProvider", "latency_provider": "CPUExecutionProvider"},
+          "comparison": {"top1_agreement": 0.95, "max_abs_logit_diff": 0.2}}
+    for k, v in over.items():
+        ev[k] = {**ev[k], **v}
+    return ev
+
+
+def test_model_checks_pass_and_fail_at_their_boundaries():
+    cfg = ModelChecksConfig(min_top1_agreement=0.95, max_abs_logit_diff=0.2)
+    assert all(r.passed for r in check_model(_evaluation(), cfg))
+    failed = [r.reason for r in check_model(
+        _evaluation(comparison={"top1_agreement": 0.9499, "max_abs_logit_diff": 0.2001}), cfg) if not r.passed]
+    assert failed == ["model: top1_agreement: 0.9499 (needs >= 0.95)", "model: max_abs_logit_diff: 0.2001 (needs <= 0.2)"]
+
+
+def test_a_cpu_fallback_does_not_stand_in_for_the_target_provider():
+    ev = _evaluation(environment={"target_provider": "TensorrtExecutionProvider", "latency_provider": None,
+                                  "latency_unavailable": "TensorrtExecutionProvider is not installed"})
+    (provider,) = [r for r in check_model(ev, ModelChecksConfig()) if r.metric == "model: target provider"]
+    assert not provider.passed and "TensorrtExecutionProvider is not installed" in provider.reason
+    assert all(r.metric != "model: target provider" for r in
+               check_model(ev, ModelChecksConfig(require_target_provider=False)))
+
+
+def test_onnx_checker_failure_and_absence_fail():
+    bad = _evaluation(checks={"onnx_checker": {"passed": False, "detail": "Field 'type' of 'value_info' is required"}})
+    assert [r.reason for r in check_model(bad, ModelChecksConfig()) if not r.passed] == [
+        "model: onnx checker: Field 'type' of 'value_info' is required"]
+    assert not check_model({"comparison": {"top1_agreement": 1.0}}, ModelChecksConfig())[0].passed
+
+
+# ------------------------------------------------------------------ data checks (real GX)
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("sklearn-digits")
+
+
+def _failures(data, **cfg):
+    return [(r.split, r.name) for r in check_dataset(data, DataChecksConfig(**cfg)).failures]
+
+
+def test_clean_digits_meet_every_expectation(digits):
+    report = check_dataset(digits, DataChecksConfig(value_range=(0.0, 1.0)))
+    assert report.passed, report.reason()
+    assert len(report.results) == 30  # 10 expectations x 3 splits
+    assert "| test | expect_column_values_to_be_between | nan_count | pass |" in render_markdown(report)
+
+
+def test_nan_and_infinity_are_named(digits):
+    x = digits.x_test.copy()
+    x[3, 0, 1, 1] = np.nan
+    x[5, 0, 2, 2] = np.inf
+    assert _failures(dataclasses.replace(digits, x_test=x)) == [
+        ("test", "expect_column_values_to_be_between(nan_count)"),
+        ("test", "expect_column_values_to_be_between(inf_count)")]
+
+
+def test_values_outside_the_range(digits):
+    x = digits.x_val * 16.0  # unscaled pixels
+    assert _failures(dataclasses.replace(digits, x_val=x)) == [("val", "expect_column_values_to_be_between(max_value)")]
+    assert _failures(digits, value_range=(0.0, 0.5)) == [
+        (s, "expect_column_values_to_be_between(max_value)") for s in ("train", "val", "test")]
+
+
+def test_unknown_labels_and_missing_classes(digits):
+    y = digits.y_test.copy()
+    y[0] = 11
+    assert _failures(dataclasses.replace(digits, y_test=y)) == [
+        ("test", "expect_column_values_to_be_in_set(label)"),
+        ("test", "expect_column_values_to_be_between(share)")]  # one image of class 11 is also a tiny class
+    keep = digits.y_val != 3
+    one_short = dataclasses.replace(digits, x_val=digits.x_val[keep], y_val=digits.y_val[keep])
+    assert _failures(one_short) == [("val", "expect_column_distinct_values_to_contain_set(label)")]
+
+
+def test_class_imbalance(digits):
+    keep = (digits.y_test != 7) | (np.cumsum(digits.y_test == 7) <= 2)  # 2 sevens of 360
+    skewed = dataclasses.replace(digits, x_test=digits.x_test[keep], y_test=digits.y_test[keep])
+    assert _failures(skewed) == [("test", "expect_column_values_to_be_between(share)")]
+
+
+def test_wrong_shape(digits):
+    x = np.zeros((len(digits.y_test), 1, 8, 7), dtype=np.float32)
+    assert _failures(dataclasses.replace(digits, x_test=x)) == [
+        ("test", "expect_column_values_to_be_between(feature_count)")]
+
+
+def test_data_checks_config_is_bounded():
+    with pytest.raises(ModelpressError, match="value_range low 1.0 is above high 0.0"):
+        load_recipe(data_checks={"value_range": [1, 0]})
+    with pytest.raises(ModelpressError, match="data_checks.min_class_share"):
+        load_recipe(data_checks={"min_class_share": 0})
+    assert Recipe().config_hash() == load_recipe(data_checks={"min_rows": 5}).config_hash()
