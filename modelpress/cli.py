@@ -65,6 +65,110 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_variants(args: argparse.Namespace) -> int:
+    import json
+
+    from modelpress.registry.catalog import list_variants
+    from modelpress.registry.store import connect
+
+    rows = list_variants(connect(), args.model)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        _say(f"no variants of {args.model} yet; `modelpress run --source models:/{args.model}@<alias>` makes one")
+        return 0
+
+    def metric(row: dict, key: str, fmt: str) -> str:
+        return format(row["metrics"][key], fmt) if key in row["metrics"] else "-"
+
+    header = ["variant", "target", "from", "chain", "accuracy", "vs source", "size vs source", "latency b1",
+              "verdict", "aliases"]
+    table = [[r["uri"], r["target"], f"v{r['source_version']}", ">".join(r["chain"]), metric(r, "accuracy", ".2%"),
+              (f"{r['metrics']['accuracy_delta'] * 100:+.2f} pt" if "accuracy_delta" in r["metrics"] else "-"),
+              metric(r, "size_ratio", ".2f") + "x", metric(r, "latency_ratio_b1", ".2f") + "x", r["verdict"],
+              ", ".join(r["aliases"]) or "-"] for r in rows]
+    print(_grid(header, table))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from modelpress.registry.catalog import lineage
+    from modelpress.registry.store import connect
+
+    info = lineage(connect(), args.variant)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    src = info["source"]
+    m = info["metrics"]
+    lines = [
+        f"{info['variant']}  (aliases: {', '.join(info['aliases']) or 'none'})",
+        f"  target     {info['target']}, verdict {info['verdict']}",
+        f"  metrics    accuracy {m.get('accuracy', float('nan')):.2%} (source {m.get('source_accuracy', float('nan')):.2%}),"
+        f" size {m.get('size_ratio', float('nan')):.2f}x",
+        f"  built by   pipeline run {info['pipeline_run_id']}, MLflow run {info['run_id']}",
+        f"  recipe     config hash {info['config_hash']}, variant key {info['key']}",
+        f"  chain      {' > '.join(info['chain'])}"
+        + (f" (training run {info['training_run_id']})" if info.get("training_run_id") else ""),
+        f"  source     {src['uri']}" + ("  (deleted from the registry)" if src.get("missing") else
+                                        f", dataset {src.get('dataset') or '-'}, run {src.get('run_id') or '-'}"),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from modelpress.registry.promotion import promote
+    from modelpress.registry.store import connect
+    from modelpress.registry.uris import parse_model_uri
+
+    ref = parse_model_uri(args.variant)
+    if ref.version is None:
+        raise ModelpressError(f"{args.variant}: promote needs a version", "use models:/<variant>/<version>")
+    move = promote(connect(), ref.name, ref.version, args.alias)
+    print(f"{move.model}@{move.alias}: {('v' + move.from_version) if move.from_version else 'unset'} -> v{move.to_version}"
+          f" (recorded as run {move.run_id})")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from modelpress.registry.catalog import parse_variant_name
+    from modelpress.registry.promotion import rollback
+    from modelpress.registry.store import connect
+
+    move = rollback(connect(), parse_variant_name(args.variant), args.alias)
+    print(f"{move.model}@{move.alias}: v{move.from_version} -> v{move.to_version} (rolled back; run {move.run_id})")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    import datetime as dt
+    import json
+
+    from modelpress.registry.catalog import parse_variant_name
+    from modelpress.registry.promotion import history
+    from modelpress.registry.store import connect
+
+    moves = history(connect(), parse_variant_name(args.variant), args.alias)
+    if args.json:
+        print(json.dumps([m.to_dict() for m in moves], indent=2))
+        return 0
+    table = [[dt.datetime.fromtimestamp(m.time_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S"), m.alias,
+              m.action, f"v{m.from_version}" if m.from_version else "unset", f"v{m.to_version}", m.status]
+             for m in moves]
+    print(_grid(["time (UTC)", "alias", "action", "from", "to", "status"], table) if moves else "no alias moves recorded")
+    return 0
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    fmt = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    return "\n".join([fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(fmt, rows)])
+
+
 def _load_recipe(path: str | None):
     from modelpress.pipelines.recipe import load_recipe
 
@@ -161,17 +265,9 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
         "PASSED" if verdict["passed"] else "FAILED",
         registered or "- (not registered)",
     ]
-    widths = [max(len(h), len(c)) for h, c in zip(header, row)]
-    fmt = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
-    return "\n".join(
-        [
-            f"source: {source['size_bytes'] / 1024:.1f} KiB, accuracy {source['accuracy'] * 100:.2f}%, "
-            f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})",
-            fmt(header),
-            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-            fmt(row),
-        ]
-    )
+    return (f"source: {source['size_bytes'] / 1024:.1f} KiB, accuracy {source['accuracy'] * 100:.2f}%, "
+            f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})\n"
+            + _grid(header, [row]))
 
 
 # ---------------------------------------------------------------- parser
@@ -241,6 +337,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--recipe", help="YAML or JSON recipe (default: the built-in defaults)")
     m.set_defaults(func=cmd_metrics)
+
+    v = sub.add_parser(
+        "variants",
+        help="list every registered variant of a source model, with its metrics",
+        description="List the variants of a source model over all targets (only versions with full lineage).",
+    )
+    v.add_argument("model", help="source model name, e.g. digits-cnn")
+    v.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    v.set_defaults(func=cmd_variants)
+
+    li = sub.add_parser(
+        "lineage",
+        help="show a variant's chain back to its source",
+        description="Show where a variant came from: source version, dataset, techniques, runs, recipe hash.",
+    )
+    li.add_argument("variant", help="variant URI: models:/<source>.<target>/<version> or @<alias>")
+    li.add_argument("--json", action="store_true", help="print JSON")
+    li.set_defaults(func=cmd_lineage)
+
+    pr = sub.add_parser(
+        "promote",
+        help="point an alias at a variant version, only if its gates passed",
+        description="Move an alias (e.g. production) to a variant version whose gate verdict passed; "
+        "the move is recorded and can be rolled back.",
+    )
+    pr.add_argument("variant", help="models:/<source>.<target>/<version>")
+    pr.add_argument("--alias", default="production", help="alias to move (default production)")
+    pr.set_defaults(func=cmd_promote)
+
+    rb = sub.add_parser(
+        "rollback",
+        help="point an alias back at the version it held before its last move",
+        description="Undo the alias's last recorded move (itself recorded, so a second rollback undoes the first).",
+    )
+    rb.add_argument("variant", help="variant model name (<source>.<target>) or a models:/ URI of it")
+    rb.add_argument("--alias", default="production", help="alias to roll back (default production)")
+    rb.set_defaults(func=cmd_rollback)
+
+    hi = sub.add_parser(
+        "history",
+        help="list recorded alias moves of a variant model",
+        description="Every promote and rollback on a variant model, newest first.",
+    )
+    hi.add_argument("variant", help="variant model name (<source>.<target>) or a models:/ URI of it")
+    hi.add_argument("--alias", help="only this alias")
+    hi.add_argument("--json", action="store_true", help="print JSON")
+    hi.set_defaults(func=cmd_history)
 
     g = sub.add_parser("targets", help="list known hardware targets", description="List hardware targets.")
     g.set_defaults(func=cmd_targets)

@@ -68,6 +68,8 @@ def connect(uri: str | None = None) -> MlflowClient:
     # Fail fast instead of retrying for minutes against a dead server.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # Our commands print their own results (some as JSON); MLflow's run links would corrupt them.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

@@ -16,3 +16,11 @@ TRAINING_RUN = PREFIX + "training_run_id"  # on a variant: the MLflow run that t
 VARIANT = PREFIX + "variant"  # on a training run: the variant it produced
 METRIC = PREFIX + "metric."
 NOTE = PREFIX + "note."
+
+# Alias history: one MLflow run per alias move (append-only, so concurrent moves never overwrite it).
+ALIAS_MOVE = "alias_move"  # the KIND of such a run
+MOVE_MODEL = PREFIX + "move.model"
+MOVE_ALIAS = PREFIX + "move.alias"
+MOVE_FROM = PREFIX + "move.from_version"  # "" when the alias was not set
+MOVE_TO = PREFIX + "move.to_version"
+MOVE_ACTION = PREFIX + "move.action"  # promote or rollback

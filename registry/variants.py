@@ -5,13 +5,19 @@ own registered model, `<source>.<target>`, and its own `candidate` alias that
 release automation can promote independently of other targets.
 
 Idempotent: the key hashes source version, config hash and target. A re-run
-with the same key returns the existing version instead of adding one.
+with the same key returns the existing version instead of adding one, and so
+do concurrent runs: each creates its version (lineage tags in the same call),
+then the lowest version carrying the key wins and the others delete their own.
+A version without lineage tags (a registration killed half-way) is completed
+from its run's tags, or deleted when its key already has a version; it is never
+listed as a variant.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +26,7 @@ from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.core import artifacts
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
+from modelpress.registry.retry import retrying
 from modelpress.registry.source import SourceRef, _ensure_registered_model
 
 if TYPE_CHECKING:
@@ -51,18 +58,71 @@ def variant_key(source: SourceRef, config_hash: str, target: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
-def find_variant(client: MlflowClient, name: str, key: str) -> Any | None:
-    """The version registered under `key`, if any, complete with lineage tags."""
+# Lineage tags every listed variant carries; a version missing one is incomplete.
+LINEAGE = (T.KIND, T.SOURCE_NAME, T.SOURCE_VERSION, T.CHAIN, T.CONFIG_HASH, T.TARGET, T.KEY, T.VERDICT)
+FAULT_ENV = "MODELPRESS_FAULT"  # tests only: die at a named point of registration
+
+
+def has_lineage(tags: dict[str, str] | None) -> bool:
+    """Whether a model version's tags make it a complete, listable variant."""
+    tags = tags or {}
+    return tags.get(T.KIND) == "variant" and all(tags.get(t) for t in LINEAGE)
+
+
+def model_versions(client: MlflowClient, name: str) -> list[Any]:
+    """Every version of `name` (all pages), or [] when the model does not exist yet."""
     from mlflow.exceptions import MlflowException
 
+    out: list[Any] = []
+    token = None
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
-    except MlflowException:
-        return None
-    for mv in versions:
-        if (mv.tags or {}).get(T.KEY) == key:
-            return mv
-    return None
+        while True:
+            page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+            out.extend(page)
+            token = page.token
+            if not token:
+                return out
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+            return []
+        raise
+
+
+def find_variant(client: MlflowClient, name: str, key: str) -> Any | None:
+    """The lowest complete version registered under `key`, if any."""
+    found = [mv for mv in model_versions(client, name) if has_lineage(mv.tags) and mv.tags.get(T.KEY) == key]
+    return min(found, key=lambda mv: int(mv.version)) if found else None
+
+
+def _fault(point: str) -> None:
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(137)  # as abrupt as SIGKILL: no cleanup, no finally blocks
+
+
+def repair(client: MlflowClient, name: str) -> list[str]:
+    """Complete or delete versions that lack lineage tags but whose run says they are ours.
+
+    Returns what was done, one line each. Versions whose run is not a modelpress
+    variant run are left alone (and never listed as variants).
+    """
+    done = []
+    for mv in sorted(model_versions(client, name), key=lambda v: int(v.version)):
+        if has_lineage(mv.tags) or not mv.run_id:
+            continue
+        run = client.get_run(mv.run_id)
+        run_tags = run.data.tags
+        if run_tags.get(T.KIND) != "variant" or not run_tags.get(T.KEY):
+            continue
+        if find_variant(client, name, run_tags[T.KEY]) is not None:
+            retrying(lambda v=mv.version: client.delete_model_version(name, v))
+            done.append(f"deleted {name}/{mv.version}: incomplete, and its key already has a version")
+            continue
+        tags = {k: v for k, v in run_tags.items() if k.startswith(T.PREFIX)}
+        tags.update({T.METRIC + k: f"{v:.6g}" for k, v in sorted(run.data.metrics.items())})
+        for k, v in tags.items():
+            retrying(lambda k=k, v=v, n=mv.version: client.set_model_version_tag(name, n, k, v))
+        done.append(f"completed {name}/{mv.version} from its run {mv.run_id}")
+    return done
 
 
 def model_card(source: SourceRef, target: HardwareTarget, chain: list[str], metrics: dict) -> str:
@@ -82,6 +142,33 @@ def model_card(source: SourceRef, target: HardwareTarget, chain: list[str], metr
     ).strip()
 
 
+def log_variant_run(model_dir: Path, target: HardwareTarget, name: str, version_tags: dict[str, str],
+                    metrics: dict[str, float], verdict: dict[str, Any],
+                    attachments: dict[str, str] | None) -> tuple[str, Any]:
+    """The MLflow run behind a variant: its lineage as run tags (enough to repair the version), metrics, model."""
+    import mlflow
+
+    model = artifacts.check_onnx(artifacts.onnx_file(model_dir), "candidate model")
+    with mlflow.start_run(run_name=f"register-{name}") as run:
+        mlflow.set_tags({k: v for k, v in version_tags.items() if not k.startswith(T.METRIC)})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict(verdict, "verdict.json")
+        for artifact_name, text in (attachments or {}).items():
+            mlflow.log_text(text, artifact_name)
+        info = mlflow.onnx.log_model(
+            model,
+            name="model",
+            # Without this MLflow puts CUDA first; the target decides.
+            onnx_execution_providers=list(target.execution_providers),
+            pip_requirements=["onnxruntime", "onnx", "numpy"],
+            # A deep-compressed variant's file sits beside its decoded ONNX model.
+            extra_files=[str(p) for p in (Path(model_dir) / artifacts.MANIFEST, Path(model_dir) / COMPRESSED_FILE)
+                         if p.is_file()],
+            save_as_external_data=False,
+        )
+    return run.info.run_id, info
+
+
 def register_variant(
     client: MlflowClient,
     *,
@@ -98,8 +185,6 @@ def register_variant(
     attachments: dict[str, str] | None = None,
     training_run_id: str | None = None,
 ) -> VariantRef:
-    import mlflow
-
     if not verdict.get("passed"):
         raise ModelpressError(
             f"refusing to register: the gate verdict did not pass ({verdict.get('reason')})",
@@ -107,15 +192,12 @@ def register_variant(
         )
     name = variant_name(source.name, target.name)
     key = variant_key(source, config_hash, target.name)
+    _ensure_registered_model(client, name, f"modelpress variants of {source.name} for {target.name}")
+    repair(client, name)
     existing = find_variant(client, name, key)
     if existing is not None:
-        client.set_registered_model_alias(name, alias, existing.version)
-        if training_run_id:  # a re-run trained again; say which variant already stands for it
-            client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{existing.version} (already registered)")
-        return VariantRef(name, str(existing.version), alias, created=False)
+        return _reuse(client, name, existing, alias, training_run_id)
 
-    onnx_path = artifacts.onnx_file(model_dir)
-    model = artifacts.check_onnx(onnx_path, "candidate model")
     version_tags = {
         T.KIND: "variant",
         T.FORMAT: "onnx",
@@ -134,32 +216,27 @@ def register_variant(
         version_tags[T.DATASET] = dataset
     if training_run_id:
         version_tags[T.TRAINING_RUN] = training_run_id
-
-    description = model_card(source, target, chain, metrics)
-    with mlflow.start_run(run_name=f"register-{name}") as run:
-        mlflow.set_tags({k: v for k, v in version_tags.items() if not k.startswith(T.METRIC)})
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(verdict, "verdict.json")
-        for artifact_name, text in (attachments or {}).items():
-            mlflow.log_text(text, artifact_name)
-        info = mlflow.onnx.log_model(
-            model,
-            name="model",
-            # Without this MLflow puts CUDA first; the target decides.
-            onnx_execution_providers=list(target.execution_providers),
-            pip_requirements=["onnxruntime", "onnx", "numpy"],
-            # A deep-compressed variant's file sits beside its decoded ONNX model.
-            extra_files=[str(p) for p in (Path(model_dir) / artifacts.MANIFEST, Path(model_dir) / COMPRESSED_FILE)
-                         if p.is_file()],
-            save_as_external_data=False,
-        )
-    _ensure_registered_model(client, name, f"modelpress variants of {source.name} for {target.name}")
+    run_id, info = log_variant_run(model_dir, target, name, version_tags, metrics, verdict, attachments)
     # Tags go in with the create call, so no version exists without its lineage.
-    mv = client.create_model_version(
-        name, source=info.model_uri, run_id=run.info.run_id, tags=version_tags,
-        description=description, model_id=info.model_id,
-    )
-    client.set_registered_model_alias(name, alias, mv.version)
+    mv = retrying(lambda: client.create_model_version(
+        name, source=info.model_uri, run_id=run_id, tags=version_tags,
+        description=model_card(source, target, chain, metrics), model_id=info.model_id,
+    ))
+    _fault("after_version_created")
+    winner = find_variant(client, name, key)
+    if winner is not None and int(winner.version) < int(mv.version):
+        # A concurrent run with the same key got there first: keep one version.
+        retrying(lambda: client.delete_model_version(name, mv.version))
+        client.set_tag(run_id, T.VARIANT, f"models:/{name}/{winner.version} (duplicate, deleted)")
+        return _reuse(client, name, winner, alias, training_run_id)
+    retrying(lambda: client.set_registered_model_alias(name, alias, mv.version))
     if training_run_id:  # and back: the training run names what it produced
         client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
     return VariantRef(name, str(mv.version), alias, created=True)
+
+
+def _reuse(client: MlflowClient, name: str, mv: Any, alias: str, training_run_id: str | None) -> VariantRef:
+    retrying(lambda: client.set_registered_model_alias(name, alias, mv.version))
+    if training_run_id:  # a re-run trained again; say which variant already stands for it
+        client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version} (already registered)")
+    return VariantRef(name, str(mv.version), alias, created=False)

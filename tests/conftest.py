@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,31 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise RuntimeError(f"mlflow server not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@contextlib.contextmanager
+def running_mlflow_server(backend_uri: str, root: Path, workers: int = 1) -> Iterator[str]:
+    """`mlflow server` on a free 127.0.0.1 port with proxied artifacts under `root`; yields its URI."""
+    port = free_port()
+    log = root / "server.log"
+    cmd = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", backend_uri,
+        "--artifacts-destination", str(root / "artifacts"),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+    ]
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(uri, proc, log)
+        yield uri
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     """A real MLflow tracking server with a SQLite backend and proxied artifacts.
@@ -43,26 +70,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     before any client connects.
     """
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = root / "server.log"
-    cmd = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]
-    with open(log, "w") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(uri, proc, log)
+    with running_mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root) as uri:
         yield uri, root / "artifacts"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="session")

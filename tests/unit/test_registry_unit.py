@@ -1,0 +1,52 @@
+"""Registry helpers without a store: retrying writes that lose a race, alias names, lineage completeness."""
+
+import pytest
+
+from modelpress.errors import ModelpressError
+from modelpress.registry import tags as T
+from modelpress.registry.promotion import check_alias
+from modelpress.registry.retry import is_transient, retrying
+from modelpress.registry.variants import LINEAGE, has_lineage
+
+
+def test_transient_failures_are_retried_until_they_pass(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError('duplicate key value violates unique constraint "registered_model_alias_pk"')
+        return "ok"
+
+    assert retrying(flaky) == "ok" and len(calls) == 3
+
+
+def test_other_failures_and_exhausted_retries_raise(monkeypatch):
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    with pytest.raises(ValueError, match="no such version"):
+        retrying(lambda: (_ for _ in ()).throw(ValueError("no such version")))
+    calls = []
+
+    def locked():
+        calls.append(1)
+        raise RuntimeError("(sqlite3.OperationalError) database is locked")
+
+    with pytest.raises(RuntimeError, match="database is locked"):
+        retrying(locked, attempts=4)
+    assert len(calls) == 4
+    assert is_transient(RuntimeError("UNIQUE constraint failed: model_versions.name")) and not is_transient(KeyError("x"))
+
+
+@pytest.mark.parametrize("alias", ["latest", "v3", "V12", "9lives", "has space", ""])
+def test_reserved_or_malformed_aliases_are_refused(alias):
+    with pytest.raises(ModelpressError, match="is not usable"):
+        check_alias(alias)
+
+
+def test_a_version_is_a_variant_only_with_every_lineage_tag():
+    full = {t: "x" for t in LINEAGE} | {T.KIND: "variant"}
+    assert has_lineage(full)
+    for t in LINEAGE:
+        assert not has_lineage({k: v for k, v in full.items() if k != t}), t
+    assert not has_lineage(full | {T.KIND: "source"}) and not has_lineage(None)
