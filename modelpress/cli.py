@@ -163,6 +163,50 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_submit(args: argparse.Namespace) -> int:
+    from modelpress.pipelines import cluster
+
+    target = cluster.cluster_from(args.host, args.token)
+    recipe = _load_recipe(args.recipe)
+    uri = cluster.check_tracking_uri(args.tracking_uri)
+    out = cluster.submit(target, recipe, uri, args.experiment, args.run_name)
+    print(f"submitted run {out['run_id']} to {out['host']} (experiment {args.experiment})")
+    return 0
+
+
+def cmd_schedule(args: argparse.Namespace) -> int:
+    from modelpress.pipelines import cluster
+    from modelpress.pipelines.cron import normalize_cron
+
+    normalize_cron(args.cron)  # a bad expression stops here, before anything is read or sent
+    target = cluster.cluster_from(args.host, args.token)
+    recipe = _load_recipe(args.recipe)
+    uri = cluster.check_tracking_uri(args.tracking_uri)
+    out = cluster.schedule(target, recipe, uri, args.experiment, args.name, args.cron, args.max_concurrency)
+    what = f"replaced {', '.join(out['replaced'])}" if out["replaced"] else "new"
+    print(f"recurring run {out['recurring_run_id']} '{args.name}' on {out['host']}: cron '{out['cron']}', "
+          f"max concurrency {args.max_concurrency}, no catch-up ({what})")
+    return 0
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    from modelpress.components.image import IMAGE
+
+    if args.action is None:
+        print(IMAGE)  # what every compiled component runs in
+        return 0
+    from modelpress import image_build
+
+    if args.action == "wheelhouse":
+        if not args.dir:
+            raise ModelpressError("image wheelhouse needs a folder", "modelpress image wheelhouse DIR")
+        print(image_build.make_wheelhouse(Path(args.dir), _say))
+        return 0
+    wheelhouse = Path(args.wheelhouse) if args.wheelhouse else None
+    print(image_build.build_image(args.tag or IMAGE, args.base_image, wheelhouse, _say))
+    return 0
+
+
 def _grid(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
     fmt = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
@@ -224,8 +268,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
     _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
          f"target: {recipe.target}")
-    _say("running the pipeline with kfp.local (one subprocess per step):")
-    run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose)
+    _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
+    run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose, docker=args.docker)
 
     verdict = run.verdict
     name = variant_name(ref.name, recipe.target)
@@ -286,6 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--target", help="hardware target (see `modelpress targets`); default cpu-x86-int8")
         sp.add_argument("--verbose", "-v", action="store_true", help="stream every task's full log")
+        sp.add_argument("--docker", action="store_true", help="run every task in the component image "
+                        "(`modelpress image`) with kfp.local.DockerRunner; needs an MLflow server")
 
     d = sub.add_parser(
         "demo",
@@ -384,6 +430,52 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("--alias", help="only this alias")
     hi.add_argument("--json", action="store_true", help="print JSON")
     hi.set_defaults(func=cmd_history)
+
+    def add_cluster_options(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--recipe", help="YAML or JSON recipe (validated, gates included, before anything is sent)")
+        sp.add_argument("--host", help="Kubeflow Pipelines URL (default: $KF_PIPELINES_ENDPOINT)")
+        sp.add_argument("--token", help="bearer token (default: $KF_PIPELINES_TOKEN)")
+        sp.add_argument("--tracking-uri", help="MLflow server the cluster's tasks use (default: $MLFLOW_TRACKING_URI, "
+                        "if it is http(s))")
+        sp.add_argument("--experiment", default="modelpress", help="KFP experiment (default modelpress)")
+
+    su = sub.add_parser(
+        "submit",
+        help="run the compiled pipeline once on a Kubeflow Pipelines host",
+        description="Compile the pipeline with the recipe and create one run on the host "
+        "(kfp.Client.create_run_from_pipeline_package).",
+    )
+    add_cluster_options(su)
+    su.add_argument("--run-name", help="run name (default: modelpress <source> for <target>)")
+    su.set_defaults(func=cmd_submit)
+
+    sc = sub.add_parser(
+        "schedule",
+        help="create or replace a recurring run on a Kubeflow Pipelines host",
+        description="Compile the pipeline with the recipe and create a recurring run with a cron schedule, "
+        "max concurrency and no catch-up; one of the same name is replaced.",
+    )
+    add_cluster_options(sc)
+    sc.add_argument("--cron", required=True, help="six fields (sec min hour day month weekday) or five; "
+                    "e.g. '0 0 2 * * *'")
+    sc.add_argument("--name", default="modelpress-nightly", help="recurring run name (default modelpress-nightly)")
+    sc.add_argument("--max-concurrency", type=int, default=1, choices=range(1, 11), metavar="1-10",
+                    help="runs at once (default 1)")
+    sc.set_defaults(func=cmd_schedule)
+
+    im = sub.add_parser(
+        "image",
+        help="print the component image tag; build it (`image build`) or its wheelhouse",
+        description="Without an action: print the image every compiled component runs in. "
+        "`image wheelhouse DIR`: download every wheel the image needs (needs the index). "
+        "`image build [--wheelhouse DIR]`: build docker/Dockerfile with the Docker SDK, offline with a wheelhouse.",
+    )
+    im.add_argument("action", nargs="?", choices=["build", "wheelhouse"], help="build, or wheelhouse DIR")
+    im.add_argument("dir", nargs="?", help="wheelhouse folder to fill (for `wheelhouse`)")
+    im.add_argument("--wheelhouse", help="build from this folder of wheels, with no network")
+    im.add_argument("--base-image", default="python:3.11-slim", help="BASE_IMAGE build arg (default python:3.11-slim)")
+    im.add_argument("--tag", help="image tag (default: the one compiled components use)")
+    im.set_defaults(func=cmd_image)
 
     g = sub.add_parser("targets", help="list known hardware targets", description="List hardware targets.")
     g.set_defaults(func=cmd_targets)

@@ -68,7 +68,10 @@ class _ProgressTee(io.TextIOBase):
         self.terminal.flush()
 
 
-def run_local(recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool = False) -> LocalRun:
+def run_local(
+    recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False
+) -> LocalRun:
+    """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
     from kfp import local
 
     from modelpress.components.task import ERROR_FILE_ENV
@@ -79,7 +82,18 @@ def run_local(recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool
     err_fd, err_path = tempfile.mkstemp(prefix="modelpress-err-", suffix=".txt")
     os.close(err_fd)
     os.environ[ERROR_FILE_ENV] = err_path
-    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=str(runs_dir))
+    if docker:
+        if not tracking_uri.startswith(("http://", "https://")):
+            raise ModelpressError(
+                "containerized runs need an MLflow server the containers can reach, not the embedded store",
+                "set MLFLOW_TRACKING_URI=http://127.0.0.1:<port> (containers share the host network)",
+            )
+        # The image runs as a non-root user; the outputs it writes land under the mounted root.
+        runs_dir.chmod(0o777)
+        runner = local.DockerRunner(network_mode="host")
+    else:
+        runner = local.SubprocessRunner(use_venv=False)
+    local.init(runner, pipeline_root=str(runs_dir))
     try:
         # kfp warns on any image without "python" in its name; ours is a Python image.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
