@@ -32,7 +32,7 @@ def make_wheelhouse(out: Path, say: Callable[[str], None]) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     say(f"downloading dependency wheels into {out} (pip download; needs the package index)")
     subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(out),
-                    "-c", str(DOCKER_DIR / "constraints.txt"), str(ROOT)], check=True)
+                    "-c", str(DOCKER_DIR / "constraints.txt"), f"{ROOT}[server]"], check=True)
     # Some dependencies ship only an sdist (kfp-server-api); building it inside the offline image
     # would need setuptools from the index, so it becomes a wheel here.
     for sdist in [*out.glob("*.tar.gz"), *out.glob("*.zip")]:

@@ -61,7 +61,7 @@ def image(tmp_path_factory) -> str:
         subprocess.run(["docker", "import", "-", BASE], stdin=tar.stdout, check=True, capture_output=True)
         tar.wait()
     wheelhouse = CACHE / "wheelhouse"
-    if not any(wheelhouse.glob("torch-*.whl")):
+    if not all(any(wheelhouse.glob(w)) for w in ("torch-*.whl", "psycopg2_binary-*.whl", "kfp_server_api-*.whl")):
         assert run_cli(["image", "wheelhouse", str(wheelhouse)], dict(os.environ)).returncode == 0
     from modelpress import __version__
 
@@ -74,10 +74,12 @@ def image(tmp_path_factory) -> str:
 
 
 def test_the_image_runs_as_a_non_root_user(image):
-    out = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c", "id -u; modelpress image"],
+    script = "id -u; modelpress image; python3 -c 'import psycopg2, mlflow; print(psycopg2.__name__)'"
+    out = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c", script],
                          capture_output=True, text=True, check=True).stdout.split()
     assert out[0] != "0" and out[0] == "10001"
     assert out[1].startswith("ghcr.io/modelpress/modelpress:")
+    assert out[2] == "psycopg2"  # the Helm chart runs `mlflow server` on PostgreSQL from this image
 
 
 def test_demo_pipeline_runs_inside_the_image(image, server_env, client, tmp_path):
