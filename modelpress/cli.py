@@ -248,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.pipelines.local import run_local
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry import source as src
+    from modelpress.registry import tags as T
     from modelpress.registry.store import connect, home, tracking_uri
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
@@ -268,11 +269,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
     _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
          f"target: {recipe.target}")
+    name = variant_name(ref.name, recipe.target)
+    done = find_variant(client, name, variant_key(ref, recipe.config_hash(), recipe.target))
+    if done is not None and not args.force:
+        # Same source version, recipe and target: the answer is already in the registry.
+        from modelpress.registry.retry import retrying
+
+        retrying(lambda: client.set_registered_model_alias(name, recipe.variant.alias, done.version))
+        _say(f"models:/{name}/{done.version} is already registered for {ref.version_uri}, this recipe and "
+             f"{recipe.target}; nothing to run (alias @{recipe.variant.alias} set; --force runs it anyway)")
+        m = {k.removeprefix(T.METRIC): float(v) for k, v in done.tags.items() if k.startswith(T.METRIC)}
+        if {"accuracy", "accuracy_delta", "size_ratio"} <= set(m):
+            print(f"models:/{name}/{done.version} @{recipe.variant.alias}: accuracy {m['accuracy']:.2%} "
+                  f"({m['accuracy_delta'] * 100:+.2f} pt vs source), size {m['size_ratio']:.2f}x of source; "
+                  f"`modelpress lineage models:/{name}/{done.version}` for the rest")
+        return 0
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
     run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose, docker=args.docker)
 
     verdict = run.verdict
-    name = variant_name(ref.name, recipe.target)
     registered = None
     if verdict["passed"]:
         mv = find_variant(client, name, variant_key(ref, recipe.config_hash(), recipe.target))
@@ -330,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--target", help="hardware target (see `modelpress targets`); default cpu-x86-int8")
         sp.add_argument("--verbose", "-v", action="store_true", help="stream every task's full log")
+        sp.add_argument("--force", action="store_true", help="run even when this source version, recipe and "
+                        "target already have a registered variant (the registry still keeps one)")
         sp.add_argument("--docker", action="store_true", help="run every task in the component image "
                         "(`modelpress image`) with kfp.local.DockerRunner; needs an MLflow server")
 
