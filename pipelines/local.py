@@ -77,20 +77,22 @@ def run_local(
     from modelpress.components.task import ERROR_FILE_ENV
     from modelpress.pipelines.compress import compress
 
+    if docker and not tracking_uri.startswith(("http://", "https://")):
+        raise ModelpressError(
+            "containerized runs need an MLflow server the containers can reach, not the embedded store",
+            "set MLFLOW_TRACKING_URI=http://127.0.0.1:<port> (containers share the host network)",
+        )
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / "last-run.log"
-    err_fd, err_path = tempfile.mkstemp(prefix="modelpress-err-", suffix=".txt")
+    # Where a failing task writes its one-line reason; under the runs folder, which containers see too.
+    err_fd, err_path = tempfile.mkstemp(prefix=".modelpress-err-", suffix=".txt", dir=runs_dir)
     os.close(err_fd)
     os.environ[ERROR_FILE_ENV] = err_path
     if docker:
-        if not tracking_uri.startswith(("http://", "https://")):
-            raise ModelpressError(
-                "containerized runs need an MLflow server the containers can reach, not the embedded store",
-                "set MLFLOW_TRACKING_URI=http://127.0.0.1:<port> (containers share the host network)",
-            )
-        # The image runs as a non-root user; the outputs it writes land under the mounted root.
+        # The image runs as a non-root user; it writes outputs (and a failure's reason) under the mounted root.
         runs_dir.chmod(0o777)
-        runner = local.DockerRunner(network_mode="host")
+        Path(err_path).chmod(0o666)
+        runner = local.DockerRunner(network_mode="host", environment={ERROR_FILE_ENV: err_path})
     else:
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner, pipeline_root=str(runs_dir))

@@ -96,6 +96,17 @@ def test_demo_pipeline_runs_inside_the_image(image, server_env, client, tmp_path
     assert mv.tags["modelpress.chain"] == "export_onnx>quantize"
 
 
+def test_a_failing_task_in_a_container_reports_its_one_line_reason(image, server_env, tmp_path):
+    env = {**server_env, "MODELPRESS_IMAGE": image, "MODELPRESS_HOME": str(tmp_path / "home")}
+    assert run_cli(["train-demo", "--name", "boxed-bad"], env).returncode == 0
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("source: models:/boxed-bad@champion\n"
+                      "prune: {method: structured, ratio: 0.5, layer_ratios: {conv9: 0.3}}\n")
+    proc = run_cli(["run", "--docker", "--recipe", str(recipe)], env)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "no Conv2d or Linear layer named 'conv9'" in proc.stderr.strip().splitlines()[-1]
+
+
 def test_docker_runs_refuse_the_embedded_store(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env["MODELPRESS_HOME"] = str(tmp_path)
