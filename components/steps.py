@@ -162,12 +162,16 @@ def log_training_run(
     # A final value under a per-epoch name would read as epoch 0; rename it.
     per_epoch = {k for row in history for k in row}
     final = [Metric(f"best_{k}" if k in per_epoch else k, float(v), now, 0) for k, v in metrics.items()]
-    for start in range(0, len(series) + len(final), 900):  # log_batch takes at most 1000 metrics
-        client.log_batch(run.info.run_id, metrics=(series + final)[start : start + 900],
-                         params=params if start == 0 else [], tags=[RunTag(T.CONFIG_HASH, recipe.config_hash())]
-                         if start == 0 else [])
+    _log_in_batches(client, run.info.run_id, series + final, params, [RunTag(T.CONFIG_HASH, recipe.config_hash())])
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def _log_in_batches(client: Any, run_id: str, metrics: list, params: list, tags: list) -> None:
+    """log_batch takes at most 1000 metrics per call; params and tags go with the first."""
+    for start in range(0, max(1, len(metrics)), 900):
+        client.log_batch(run_id, metrics=metrics[start : start + 900],
+                         params=params if start == 0 else [], tags=tags if start == 0 else [])
 
 
 def prune_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path) -> dict[str, float]:
@@ -351,8 +355,7 @@ def log_failed_verdict(
     )
     now = int(time.time() * 1000)
     metrics = [Metric(k, float(v), now, 0) for k, v in sorted(flat_metrics(verdict["evaluation"]).items())]
-    client.log_batch(run.info.run_id, metrics=metrics[:900],
-                     tags=[RunTag(T.PREFIX + "reason", verdict["reason"][:4000])])
+    _log_in_batches(client, run.info.run_id, metrics, [], [RunTag(T.PREFIX + "reason", verdict["reason"][:4000])])
     client.log_text(run.info.run_id, report, "gate_report.md")
     client.log_dict(run.info.run_id, {k: verdict[k] for k in ("passed", "reason", "results")}, "verdict.json")
     client.set_terminated(run.info.run_id, status="FINISHED")

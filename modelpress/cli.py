@@ -278,7 +278,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         retrying(lambda: client.set_registered_model_alias(name, recipe.variant.alias, done.version))
         _say(f"models:/{name}/{done.version} is already registered for {ref.version_uri}, this recipe and "
              f"{recipe.target}; nothing to run (alias @{recipe.variant.alias} set; --force runs it anyway)")
-        m = {k.removeprefix(T.METRIC): float(v) for k, v in done.tags.items() if k.startswith(T.METRIC)}
+        m = T.metrics_from_tags(done.tags)
         if {"accuracy", "accuracy_delta", "size_ratio"} <= set(m):
             print(f"models:/{name}/{done.version} @{recipe.variant.alias}: accuracy {m['accuracy']:.2%} "
                   f"({m['accuracy_delta'] * 100:+.2f} pt vs source), size {m['size_ratio']:.2f}x of source; "
@@ -484,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         "image",
         help="print the component image tag; build it (`image build`) or its wheelhouse",
         description="Without an action: print the image every compiled component runs in. "
-        "`image wheelhouse DIR`: download every wheel the image needs (needs the index). "
+        "`image wheelhouse DIR`: download every dependency wheel the image needs (needs the index). "
         "`image build [--wheelhouse DIR]`: build docker/Dockerfile with the Docker SDK, offline with a wheelhouse.",
     )
     im.add_argument("action", nargs="?", choices=["build", "wheelhouse"], help="build, or wheelhouse DIR")

@@ -27,7 +27,8 @@ def _source_checkout() -> None:
 
 
 def make_wheelhouse(out: Path, say: Callable[[str], None]) -> Path:
-    """Every dependency wheel (pinned by docker/constraints.txt) plus modelpress's own, into `out`."""
+    """Every dependency wheel (pinned by docker/constraints.txt) into `out`; modelpress's own is
+    built from the checkout each time the build context is assembled."""
     _source_checkout()
     out.mkdir(parents=True, exist_ok=True)
     say(f"downloading dependency wheels into {out} (pip download; needs the package index)")
@@ -40,14 +41,11 @@ def make_wheelhouse(out: Path, say: Callable[[str], None]) -> Path:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out),
                         str(sdist)], check=True)
         sdist.unlink()
-    add_own_wheel(out, say)
     return out
 
 
 def add_own_wheel(out: Path, say: Callable[[str], None]) -> None:
     """modelpress's own wheel, built from this checkout without the network."""
-    for old in out.glob("modelpress-*.whl"):
-        old.unlink()
     say("building the modelpress wheel from this checkout")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
                     "--wheel-dir", str(out), str(ROOT)], check=True)
@@ -65,11 +63,13 @@ def assemble_context(ctx: Path, wheelhouse: Path, say: Callable[[str], None]) ->
     wheels = ctx / "wheelhouse"
     wheels.mkdir(exist_ok=True)
     for whl in wheelhouse.glob("*.whl"):
+        if whl.name.startswith("modelpress-"):
+            continue  # never a stale wheel of our own: it is built below from this checkout
         try:
             (wheels / whl.name).hardlink_to(whl)
         except OSError:  # another filesystem
             shutil.copyfile(whl, wheels / whl.name)
-    add_own_wheel(wheels, say)  # always this checkout's code, never a stale wheel
+    add_own_wheel(wheels, say)
     return ctx
 
 

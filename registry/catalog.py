@@ -13,10 +13,6 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 
-def _metrics(tags: dict[str, str]) -> dict[str, float]:
-    return {k.removeprefix(T.METRIC): float(v) for k, v in tags.items() if k.startswith(T.METRIC)}
-
-
 def _aliases(aliases: dict[str, Any], version: str) -> list[str]:
     return sorted(a for a, v in aliases.items() if str(v) == str(version))
 
@@ -38,7 +34,7 @@ def list_variants(client: MlflowClient, source: str) -> list[dict[str, Any]]:
                     "target": mv.tags[T.TARGET], "source_version": mv.tags[T.SOURCE_VERSION],
                     "chain": mv.tags[T.CHAIN].split(">"), "aliases": _aliases(rm.aliases, mv.version),
                     "verdict": mv.tags[T.VERDICT], "config_hash": mv.tags[T.CONFIG_HASH],
-                    "created_ms": mv.creation_timestamp, "metrics": _metrics(mv.tags),
+                    "created_ms": mv.creation_timestamp, "metrics": T.metrics_from_tags(mv.tags),
                 })
         token = page.token
         if not token:
@@ -67,7 +63,7 @@ def lineage(client: MlflowClient, uri: str) -> dict[str, Any]:
         "verdict": t[T.VERDICT], "chain": t[T.CHAIN].split(">"), "config_hash": t[T.CONFIG_HASH],
         "key": t[T.KEY], "pipeline_run_id": t.get(T.PIPELINE_RUN), "run_id": ref.run_id,
         "training_run_id": t.get(T.TRAINING_RUN), "dataset": t.get(T.DATASET), "source": source,
-        "metrics": _metrics(t),
+        "metrics": T.metrics_from_tags(t),
     }
 
 

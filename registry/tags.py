@@ -24,3 +24,12 @@ MOVE_ALIAS = PREFIX + "move.alias"
 MOVE_FROM = PREFIX + "move.from_version"  # "" when the alias was not set
 MOVE_TO = PREFIX + "move.to_version"
 MOVE_ACTION = PREFIX + "move.action"  # promote or rollback
+
+
+def metric_tags(metrics: dict[str, float]) -> dict[str, str]:
+    """Metrics as model-version tags (searchable in the registry UI), 6 significant digits."""
+    return {METRIC + k: f"{v:.6g}" for k, v in sorted(metrics.items())}
+
+
+def metrics_from_tags(tags: dict[str, str]) -> dict[str, float]:
+    return {k.removeprefix(METRIC): float(v) for k, v in tags.items() if k.startswith(METRIC)}

@@ -118,7 +118,7 @@ def repair(client: MlflowClient, name: str) -> list[str]:
             done.append(f"deleted {name}/{mv.version}: incomplete, and its key already has a version")
             continue
         tags = {k: v for k, v in run_tags.items() if k.startswith(T.PREFIX)}
-        tags.update({T.METRIC + k: f"{v:.6g}" for k, v in sorted(run.data.metrics.items())})
+        tags.update(T.metric_tags(run.data.metrics))
         for k, v in tags.items():
             retrying(lambda k=k, v=v, n=mv.version: client.set_model_version_tag(name, n, k, v))
         done.append(f"completed {name}/{mv.version} from its run {mv.run_id}")
@@ -209,7 +209,7 @@ def register_variant(
         T.KEY: key,
         T.VERDICT: "passed",
         T.PIPELINE_RUN: pipeline_run_id,
-        **{T.METRIC + k: f"{v:.6g}" for k, v in sorted(metrics.items())},
+        **T.metric_tags(metrics),
         **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
     }
     if dataset := source.tags.get(T.DATASET):
