@@ -86,7 +86,7 @@ def main() -> int:
             module = build_model(spec, seed=seed)
             train(module, data, TrainConfig(seed=seed), progress=lambda s: None)
             t0 = time.perf_counter()
-            _, _, _, rows, sizes = compress(module, spec, artifacts.InputSpec(shape=(1, 8, 8)), data, config,
+            _, _, _, rows, sizes = compress(module, spec, artifacts.TensorSpec(shape=(1, 8, 8)), data, config,
                                             say=lambda s: None)
             runs.append({"seed": seed, "stages": rows, "file_bytes": sizes, "seconds": time.perf_counter() - t0})
             delta = (rows[-1]["test_accuracy"] - rows[0]["test_accuracy"]) * 100

@@ -57,7 +57,7 @@ def main() -> int:
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        teacher = Teacher(artifacts.save_torch(Path(tmp) / "t", module, spec, artifacts.InputSpec(shape=(1, 8, 8))))
+        teacher = Teacher(artifacts.save_torch(Path(tmp) / "t", module, spec, artifacts.TensorSpec(shape=(1, 8, 8))))
         for student_name, student in STUDENTS.items():
             for method, extra in METHODS.items():
                 accs, params = [], 0

@@ -83,7 +83,7 @@ def run_case(case: dict, seed: int, with_latency: bool, runs: int, tmp: Path) ->
     spec, shape = (DigitsCNNSpec() if case["model"] == "cnn" else MLPSpec()), (1, 8, 8)
     module = build_model(spec, seed=seed)
     train(module, data, TrainConfig(seed=seed), progress=lambda s: None)
-    src = artifacts.save_torch(tmp / "src", module, spec, artifacts.InputSpec(shape=shape), "sklearn-digits")
+    src = artifacts.save_torch(tmp / "src", module, spec, artifacts.TensorSpec(shape=shape), "sklearn-digits")
 
     body = {**case["prune"], "finetune": {"seed": seed}}  # other finetune keys keep their defaults
     config = parse_config(PruneConfig, body, case["case"])

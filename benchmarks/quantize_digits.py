@@ -54,7 +54,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         torch_dir = artifacts.save_torch(tmp_path / "torch", module, spec,
-                                         artifacts.InputSpec(shape=(1, 8, 8)), "sklearn-digits")
+                                         artifacts.TensorSpec(shape=(1, 8, 8)), "sklearn-digits")
         fp32 = export_onnx(torch_dir, tmp_path / "fp32")
         technique = get_technique("quantize")
         for i, (label, target_name, overrides) in enumerate(VARIANTS):

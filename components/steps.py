@@ -23,26 +23,30 @@ def _recipe(recipe_json: str):
 
 
 def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_out: Path) -> dict:
-    """Resolve the source URI, fetch the model, and materialise its dataset as .npz."""
-    from modelpress.core.data import load_dataset
-    from modelpress.errors import ModelpressError
+    """Resolve the source URI, fetch the model, and bind the run's data to its inputs (all preflight)."""
+    from modelpress.components.resolve.run_data import prepare_data
     from modelpress.registry import source as src
     from modelpress.registry.store import connect
-    from modelpress.registry.tags import DATASET
 
     recipe = _recipe(recipe_json)
     client = connect(tracking_uri)
     ref = src.resolve(client, recipe.source)
     _say(f"resolved {recipe.source} -> {ref.version_uri}")
     manifest = src.fetch(ref, Path(model_out))
-    dataset = manifest.dataset or ref.tags.get(DATASET)
-    if not dataset:
-        raise ModelpressError(
-            f"{ref.version_uri} does not say which dataset evaluates it",
-            f"set the model version tag {DATASET}",
-        )
-    load_dataset(dataset).save(dataset_out)
-    _say(f"dataset {dataset} written")
+    _say(f"model: {', '.join(i.describe() for i in manifest.inputs)} -> "
+         f"{', '.join(o.describe() for o in manifest.outputs)}")
+    data = prepare_data(recipe, manifest, Path(model_out), ref.tags, ref.run_id, client)
+    data.save(dataset_out)
+    info = data.info
+    rows = info["data"]["rows"]
+    split = info["data"].get("split", {})
+    _say(f"data: {data.name}: {rows['train']} train, {rows['val']} val, {rows['test']} test rows "
+         f"(split: {split.get('method', '?')}{', seed ' + str(split['seed']) if 'seed' in split else ''}); "
+         f"labels: {info['data']['label'] or 'none'}")
+    for name, note in info["data"]["inputs"].items():
+        _say(f"  input {name}: {note}")
+    _say(f"task: {info['task']} ({info['task_reason']}); scored output: {info['output']}"
+         + (f"; pooling: {info['pooling']}" if "pooling" in info else ""))
     return asdict(ref)
 
 
@@ -281,10 +285,14 @@ def evaluate_step(
     from modelpress.validators.model_checks import onnx_checker
 
     recipe = _recipe(recipe_json)
+    data = DatasetSplits.load(dataset)
     evaluation = evaluate(
-        Path(candidate), Path(source), DatasetSplits.load(dataset), parse_target(recipe.target),
-        recipe.evaluate, progress=_say,
+        Path(candidate), Path(source), data, parse_target(recipe.target), recipe.evaluate, progress=_say,
     ).to_dict()
+    # What was scored and on what data: the gate picks the task's gates, the variant records it.
+    evaluation["task"] = data.info.get("task", "classification")
+    evaluation["data"] = {k: data.info[k] for k in ("data", "task_reason", "output", "output_reason", "pooling")
+                          if k in data.info}
     evaluation["checks"] = {"onnx_checker": onnx_checker(artifacts.onnx_file(Path(candidate)))}
     # What earlier techniques measured (params, MACs, the compressed file) is gateable too.
     evaluation["technique"] = {
@@ -318,7 +326,7 @@ def gate_step(
     recipe = _recipe(recipe_json)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
-    gates = recipe.active_gates()
+    gates = recipe.active_gates(evaluation.get("task", "classification"))
     suite = gate_suite.validate_metrics(gates, candidate, baseline)
     results = gate_suite.combine(check_all(gates, candidate, baseline).results, suite)
     results += check_model(evaluation, recipe.model_checks)
@@ -390,6 +398,8 @@ def register_step(
     notes = _read_notes(Path(candidate))
     # Which provider measured what (and what could not be measured here) travels with the variant.
     notes["evaluation_environment"] = verdict["evaluation"]["environment"]
+    if "data" in verdict["evaluation"]:  # where the data came from, how it was split, what was scored
+        notes["data"] = {"task": verdict["evaluation"]["task"], **verdict["evaluation"]["data"]}
     attachments = {"gate_report.md": Path(report_md).read_text()} if report_md else {}
     training_run = notes.get("distill", {}).get("training_run_id")
     ref = register_variant(

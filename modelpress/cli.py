@@ -56,12 +56,16 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
+    from modelpress.core.tasks import TASKS
     from modelpress.pipelines.metrics import produced_metrics
 
     recipe = _load_recipe(args.recipe)
-    gated = {g.metric for g in recipe.active_gates()}
+    tasks = TASKS if recipe.task.kind == "auto" else (recipe.task.kind,)
+    gated = {t: {g.metric for g in recipe.active_gates(t)} for t in tasks}
     for name in sorted(produced_metrics(recipe)):
-        print(f"{name}{'  (gated)' if name in gated else ''}")
+        by = [t for t in tasks if name in gated[t]]
+        mark = "" if not by else "  (gated)" if len(by) == len(tasks) else f"  (gated for {', '.join(by)})"
+        print(f"{name}{mark}")
     return 0
 
 
@@ -82,10 +86,10 @@ def cmd_variants(args: argparse.Namespace) -> int:
     def metric(row: dict, key: str, fmt: str) -> str:
         return format(row["metrics"][key], fmt) if key in row["metrics"] else "-"
 
-    header = ["variant", "target", "from", "chain", "accuracy", "vs source", "size vs source", "latency b1",
+    header = ["variant", "target", "from", "chain", "quality", "vs source", "size vs source", "latency b1",
               "verdict", "aliases"]
-    table = [[r["uri"], r["target"], f"v{r['source_version']}", ">".join(r["chain"]), metric(r, "accuracy", ".2%"),
-              (f"{r['metrics']['accuracy_delta'] * 100:+.2f} pt" if "accuracy_delta" in r["metrics"] else "-"),
+    table = [[r["uri"], r["target"], f"v{r['source_version']}", ">".join(r["chain"]), _quality(r["metrics"]),
+              _quality_change(r["metrics"]),
               metric(r, "size_ratio", ".2f") + "x", metric(r, "latency_ratio_b1", ".2f") + "x", r["verdict"],
               ", ".join(r["aliases"]) or "-"] for r in rows]
     print(_grid(header, table))
@@ -107,8 +111,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     lines = [
         f"{info['variant']}  (aliases: {', '.join(info['aliases']) or 'none'})",
         f"  target     {info['target']}, verdict {info['verdict']}",
-        f"  metrics    accuracy {m.get('accuracy', float('nan')):.2%} (source {m.get('source_accuracy', float('nan')):.2%}),"
-        f" size {m.get('size_ratio', float('nan')):.2f}x",
+        f"  metrics    {_quality(m)} ({_quality_change(m)} vs source), size {m.get('size_ratio', float('nan')):.2f}x",
         f"  built by   pipeline run {info['pipeline_run_id']}, MLflow run {info['run_id']}",
         f"  recipe     config hash {info['config_hash']}, variant key {info['key']}",
         f"  chain      {' > '.join(info['chain'])}"
@@ -239,6 +242,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _say(f"using the registered demo model {ref.version_uri} (@{DEMO_ALIAS}); --retrain trains anew")
     args.source = f"models:/{DEMO_MODEL}@{DEMO_ALIAS}"
     args.recipe = None
+    args.data = None
     return cmd_run(args)
 
 
@@ -253,6 +257,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
     recipe = load_recipe(args.recipe, source=args.source, target=args.target)
+    if args.data:  # the flag names the file; the recipe's other data keys (label, inputs, split) still apply
+        recipe = load_recipe(args.recipe, source=args.source, target=args.target,
+                             data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
+                                   "uri": args.data})
     if recipe.quantizes():
         get_technique("quantize").check_target(recipe.quantize, parse_target(recipe.target))
     uri = tracking_uri()
@@ -279,9 +287,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"models:/{name}/{done.version} is already registered for {ref.version_uri}, this recipe and "
              f"{recipe.target}; nothing to run (alias @{recipe.variant.alias} set; --force runs it anyway)")
         m = T.metrics_from_tags(done.tags)
-        if {"accuracy", "accuracy_delta", "size_ratio"} <= set(m):
-            print(f"models:/{name}/{done.version} @{recipe.variant.alias}: accuracy {m['accuracy']:.2%} "
-                  f"({m['accuracy_delta'] * 100:+.2f} pt vs source), size {m['size_ratio']:.2f}x of source; "
+        if "size_ratio" in m:
+            print(f"models:/{name}/{done.version} @{recipe.variant.alias}: {_quality(m)} "
+                  f"({_quality_change(m)} vs source), size {m['size_ratio']:.2f}x of source; "
                   f"`modelpress lineage models:/{name}/{done.version}` for the rest")
         return 0
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
@@ -301,6 +309,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+# The metric each task's result line leads with, and how it reads.
+_HEADLINE = {"classification": ("accuracy", "accuracy", lambda v: f"{v * 100:.2f}%"),
+             "regression": ("rmse", "RMSE", lambda v: f"{v:.4g}"),
+             "embedding": ("cosine_mean", "cosine to source", lambda v: f"{v:.4f}")}
+
+
+def _quality(m: dict[str, float]) -> str:
+    """A variant's headline metric from its tags, whatever its task."""
+    for key, label, fmt in _HEADLINE.values():
+        if key in m:
+            return f"{label} {fmt(m[key])}"
+    return "-"
+
+
+def _quality_change(m: dict[str, float]) -> str:
+    if "accuracy_delta" in m:
+        return f"{m['accuracy_delta'] * 100:+.2f} pt"
+    if "rmse" in m and m.get("source_rmse"):
+        return f"{(m['rmse'] / m['source_rmse'] - 1) * 100:+.1f}% RMSE"
+    if "cosine_min" in m:
+        return f"min cosine {m['cosine_min']:.4f}"
+    return "-"
+
+
 def _table(variant: str, target: str, verdict: dict, registered: str | None) -> str:
     """One row per variant, ratios against the source measured in the same run."""
     ev = verdict["evaluation"]
@@ -313,18 +345,27 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
         size = f"{packed / 1024:.1f} KiB .mpdc ({source['size_bytes'] / packed:.1f}x smaller)"
     else:
         size = f"{cand['size_bytes'] / 1024:.1f} KiB ({comp['size_ratio']:.2f}x)"
-    header = ["variant", "target", "size vs source", "accuracy vs source", "latency p50 vs source",
+    task = ev.get("task", "classification")
+    key, label, fmt = _HEADLINE[task]
+    if task == "classification":
+        quality = f"{fmt(cand[key])} ({comp['accuracy_delta'] * 100:+.2f} pt)"
+    elif task == "regression":
+        quality = f"{fmt(cand[key])} ({(cand[key] / source[key] - 1) * 100:+.1f}%)" if source[key] else fmt(cand[key])
+    else:
+        quality = f"mean {fmt(cand[key])}, min {fmt(cand['cosine_min'])}"
+    header = ["variant", "target", "size vs source", f"{label} vs source", "latency p50 vs source",
               "gate", "registry URI"]
     row = [
         variant,
         target,
         size,
-        f"{cand['accuracy'] * 100:.2f}% ({comp['accuracy_delta'] * 100:+.2f} pt)",
+        quality,
         latency or ev["environment"].get("latency_unavailable", "not measured"),
         "PASSED" if verdict["passed"] else "FAILED",
         registered or "- (not registered)",
     ]
-    return (f"source: {source['size_bytes'] / 1024:.1f} KiB, accuracy {source['accuracy'] * 100:.2f}%, "
+    own = f", {label} {fmt(source[key])}" if task != "embedding" else ""
+    return (f"source: {source['size_bytes'] / 1024:.1f} KiB{own}, task {task}, "
             f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})\n"
             + _grid(header, [row]))
 
@@ -368,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--recipe", help="YAML or JSON recipe; see `modelpress config-schema`")
     r.add_argument("--source", help="source model URI, e.g. models:/digits-cnn@champion")
+    r.add_argument("--data", help="data file for this run: a path or an MLflow artifact URI (runs:/<run>/data.parquet); "
+                   "replaces the recipe's data location (default: the source's modelpress.dataset tag)")
     add_run_options(r)
     r.set_defaults(func=cmd_run)
 

@@ -54,7 +54,7 @@ def train_and_register(
     _say(f"  test accuracy {test_acc:.4f} (best val {result.val_accuracy:.4f} at epoch {result.best_epoch})")
     with tempfile.TemporaryDirectory(prefix="modelpress-demo-") as tmp:
         model_dir = artifacts.save_torch(
-            Path(tmp) / "model", module, spec, artifacts.InputSpec(shape=(1, 8, 8)), dataset=DATASET
+            Path(tmp) / "model", module, spec, artifacts.TensorSpec(shape=(1, 8, 8)), dataset=DATASET
         )
         ref = register_source(
             client,

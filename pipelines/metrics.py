@@ -9,18 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-# The evaluate step's own numbers, for the candidate (the source's feed change thresholds).
-CANDIDATE = ("accuracy", "size_bytes")
-COMPARISON = ("top1_agreement", "max_abs_logit_diff", "size_ratio", "accuracy_delta")
+# The evaluate step's own numbers whatever the task (the task's own come from core.tasks).
+CANDIDATE = ("size_bytes",)
+COMPARISON = ("size_ratio",)
 
 
-def produced_metrics(recipe: Any) -> frozenset[str]:
-    """Every metric name a gate of `recipe` may name."""
+def produced_metrics(recipe: Any, task: str | None = None) -> frozenset[str]:
+    """Every metric name a gate of `recipe` may name; for `task`, else the recipe's (auto: any task's)."""
     from modelpress.components.deep_compress import settings as deep_compress
     from modelpress.components.distill import settings as distill
     from modelpress.components.prune import settings as prune
+    from modelpress.core.tasks import TASKS, metrics_of
 
+    task = task or recipe.task.kind
     names = set(CANDIDATE) | set(COMPARISON)
+    for t in TASKS if task == "auto" else (task,):
+        names |= set(metrics_of(t))
     for b in recipe.evaluate.batch_sizes:
         names |= {f"latency_p50_ms_b{b}", f"latency_p95_ms_b{b}", f"latency_ratio_b{b}"}
     techniques: list[tuple[str, tuple[str, ...]]] = []

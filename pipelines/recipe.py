@@ -26,17 +26,15 @@ from modelpress.components.evaluate.measure import EvaluateConfig
 from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.quantize.settings import QuantizeConfig
 from modelpress.core.config import FrozenConfig, parse_config
+from modelpress.core.data_source import DataConfig
+from modelpress.core.tasks import TaskConfig, default_gates
 from modelpress.core.hardware import parse_target
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import DEFAULT_ALIAS
 from modelpress.validators.data_checks import DataChecksConfig
-from modelpress.validators.gates import ChangeThreshold, Gate, gates_for
+from modelpress.validators.gates import Gate, gates_for
 from modelpress.validators.model_checks import ModelChecksConfig
-
-DEFAULT_GATES = (
-    Gate(metric="accuracy", change=ChangeThreshold(max_degradation=0.01)),  # 1.0 point
-)
 
 
 class VariantConfig(FrozenConfig):
@@ -53,6 +51,11 @@ class Recipe(FrozenConfig):
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
     )
     target: str = Field(default="cpu-x86-int8", description="Hardware target (modelpress targets).")
+    data: DataConfig = Field(
+        default_factory=DataConfig,
+        description="The data to calibrate, train and evaluate on; default: the source's modelpress.dataset tag.",
+    )
+    task: TaskConfig = Field(default_factory=TaskConfig, description="How the model's outputs are scored.")
     distill: DistillConfig | None = Field(
         default=None, description="Distill step (the source is the teacher); None: no distillation."
     )
@@ -65,8 +68,10 @@ class Recipe(FrozenConfig):
         default_factory=DataChecksConfig, description="Great Expectations checks on the dataset, before any step."
     )
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig, description="Evaluate step.")
-    gates: tuple[Gate, ...] = Field(
-        default=DEFAULT_GATES, min_length=1, max_length=64, description="All must pass to register."
+    gates: tuple[Gate, ...] | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="All must pass to register; None: the task's defaults (classification: accuracy at most "
+        "1 point below the source; regression: RMSE at most 5% above; embedding: mean cosine >= 0.98).",
     )
     model_checks: ModelChecksConfig = Field(
         default_factory=ModelChecksConfig,
@@ -119,6 +124,8 @@ class Recipe(FrozenConfig):
 
         from modelpress.pipelines.metrics import produced_metrics
 
+        if self.gates is None:
+            return self  # each task's default gates measure what that task produces
         produced = produced_metrics(self)
         for gate in self.gates:
             if gate.metric not in produced:
@@ -132,9 +139,21 @@ class Recipe(FrozenConfig):
             raise ValueError(f"no gate applies to target {self.target}: add one without `targets`, or list it")
         return self
 
-    def active_gates(self) -> tuple[Gate, ...]:
-        """The gates the candidate must pass on this recipe's target."""
-        return gates_for(self.gates, self.target)
+    def active_gates(self, task: str) -> tuple[Gate, ...]:
+        """The gates the candidate must pass on this recipe's target, for the run's task."""
+        return gates_for(self.gates if self.gates is not None else default_gates(task), self.target)
+
+    def check_gates_for(self, task: str, why: str) -> None:
+        """Refuse, before any compute, a gate on a metric the run's task does not produce."""
+        from modelpress.core.tasks import metrics_of
+        from modelpress.pipelines.metrics import produced_metrics
+
+        produced = produced_metrics(self, task)
+        for gate in self.active_gates(task):
+            if gate.metric not in produced:
+                raise ModelpressError(
+                    f"gate on {gate.metric!r} cannot be measured: this run's task is {task} ({why})",
+                    f"gate on {', '.join(metrics_of(task))} instead, or set task.kind / data.label")
 
     def changes_weights(self) -> bool:
         """Whether a torch-level step (distill, prune, deep_compress) changes the model before export."""

@@ -100,14 +100,12 @@ def fetch(source: SourceRef, out_dir: Path) -> artifacts.ModelManifest:
             shutil.copytree(data, out_dir, dirs_exist_ok=True)
             return artifacts.validate_model_dir(out_dir, what)
         if "onnx" in flavors:
+            # Weights may lie in external data files beside model.onnx (mlflow.onnx.log_model's default):
+            # check_onnx and save_onnx read them from the downloaded folder.
             onnx_path = local / flavors["onnx"]["data"]
             model = artifacts.check_onnx(onnx_path, what)
-            manifest_path = local / artifacts.MANIFEST
-            if manifest_path.is_file():
-                input_spec = artifacts.read_manifest(local).input
-            else:
-                input_spec = _input_spec_from_onnx(model)
-            artifacts.save_onnx(out_dir, onnx_path, input_spec, dataset=dataset)
+            _require_batch_axis(model, what)
+            artifacts.save_onnx(out_dir, model, dataset=dataset)
             return artifacts.read_manifest(out_dir)
         raise ModelpressError(
             f"{what} has flavors {sorted(flavors)}; modelpress reads ONNX or its own torch format",
@@ -115,15 +113,17 @@ def fetch(source: SourceRef, out_dir: Path) -> artifacts.ModelManifest:
         )
 
 
-def _input_spec_from_onnx(model) -> artifacts.InputSpec:
-    inp = model.graph.input[0]
-    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim][1:]
-    if not dims or any(d <= 0 for d in dims):
-        raise ModelpressError(
-            f"ONNX input {inp.name!r} has no fixed per-sample shape",
-            "export with a dynamic batch axis only",
-        )
-    return artifacts.InputSpec(name=inp.name, shape=tuple(dims))
+def _require_batch_axis(model, what: str) -> None:
+    """modelpress feeds batches of every size it times; a fixed first axis would refuse them."""
+    weights = {t.name for t in model.graph.initializer}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name not in weights and dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            raise ModelpressError(
+                f"{what}: ONNX input {value.name!r} has a fixed batch size of {dims[0].dim_value}",
+                f"re-export with a dynamic batch axis (torch.onnx.export(..., dynamic_axes={{{value.name!r}: "
+                "{0: 'batch'}}))",
+            )
 
 
 def register_source(

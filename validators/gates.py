@@ -60,7 +60,9 @@ class ChangeThreshold(FrozenConfig):
 class Gate(FrozenConfig):
     metric: str = Field(min_length=1, max_length=200, description="Metric name, e.g. accuracy.")
     direction: Literal["higher_is_better", "lower_is_better"] = Field(
-        default="higher_is_better", description="Which way is better for this metric."
+        default="higher_is_better",
+        description="Which way is better for this metric; unset: lower for errors, sizes and latencies "
+        "(rmse, mae, max_abs_diff, size_*, latency_*), higher otherwise.",
     )
     value: ValueThreshold | None = Field(default=None, description="Bounds on the value itself.")
     change: ChangeThreshold | None = Field(
@@ -87,6 +89,17 @@ class Gate(FrozenConfig):
 
     def applies_to(self, target: str) -> bool:
         return self.targets is None or target in self.targets
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_direction(cls, data: object) -> object:
+        """An RMSE or latency gate written without `direction` means lower is better, not the default."""
+        if isinstance(data, dict) and "direction" not in data and isinstance(data.get("metric"), str):
+            from modelpress.core.tasks import lower_is_better
+
+            if lower_is_better(data["metric"]):
+                return {**data, "direction": "lower_is_better"}
+        return data
 
     @model_validator(mode="after")
     def _some(self) -> Gate:

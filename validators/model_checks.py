@@ -27,7 +27,8 @@ class ModelChecksConfig(FrozenConfig):
     )
     min_top1_agreement: float | None = Field(
         default=0.9, ge=0.0, le=1.0,
-        description="Fewest top-1 predictions (as a fraction) that must match the source's; None: off.",
+        description="Fewest top-1 predictions (as a fraction) that must match the source's (classification); "
+        "None: off.",
     )
     max_abs_logit_diff: float | None = Field(
         default=None, ge=0.0, le=1e9, description="Largest allowed |candidate - source| output; None: off."
@@ -61,9 +62,10 @@ def check_model(evaluation: dict[str, Any], config: ModelChecksConfig) -> tuple[
         why = f"ran on {ran}" if ok else env.get("latency_unavailable", f"{want} did not run the model")
         out.append(GateResult("model: target provider", ok, None, None, f"runs on {want}",
                               f"model: target provider: {why}"))
+    classification = evaluation.get("task", "classification") == "classification"
     for key, bound, lower in (("top1_agreement", config.min_top1_agreement, True),
                               ("max_abs_logit_diff", config.max_abs_logit_diff, False)):
-        if bound is None:
+        if bound is None or not classification:  # other tasks hold their outputs to gates (cosine, rmse)
             continue
         value = comparison.get(key)
         ok = value is not None and (value >= bound if lower else value <= bound)

@@ -38,7 +38,7 @@ def _entries(positions: Any, index_bits: int) -> int:
 def compress(
     module: torch.nn.Module,
     arch: Any,
-    input_spec: artifacts.InputSpec,
+    input_spec: artifacts.TensorSpec,
     data: DatasetSplits,
     config: DeepCompressConfig,
     dataset: str | None = None,

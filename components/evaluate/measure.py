@@ -68,34 +68,37 @@ def _session(path: Path, provider: str, threads: int | None) -> ort.InferenceSes
     return ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
 
 
-def _logits(sess: ort.InferenceSession, x: np.ndarray, batch: int = 256) -> np.ndarray:
+def _outputs(sess: ort.InferenceSession, inputs: dict[str, np.ndarray], output: str, batch: int = 64) -> np.ndarray:
+    """The scored output over every sample, each input fed by name with its own dtype."""
     import numpy as np
 
-    name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x[i : i + batch]})[0] for i in range(0, len(x), batch)])
+    n = len(next(iter(inputs.values())))
+    return np.concatenate([sess.run([output], {k: v[i : i + batch] for k, v in inputs.items()})[0]
+                           for i in range(0, n, batch)])
+
+
+def _rows(inputs: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
+    """A batch of `b` real samples (repeated when the split is smaller), every input at its real shape."""
+    import numpy as np
+
+    index = np.arange(b) % len(next(iter(inputs.values())))
+    return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
 
 
 def _latency(
-    sessions: dict[str, ort.InferenceSession],
-    x: np.ndarray | dict[str, np.ndarray],
-    runs: int,
-    warmup: int,
+    sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], runs: int, warmup: int
 ) -> dict[str, tuple[float, float]]:
-    """p50 and p95 in ms per model; runs alternate between models so drift hits both.
-
-    `x` is the one input's array, or a full feed for multi-input models.
-    """
+    """p50 and p95 in ms per model on one feed; runs alternate between models so drift hits both."""
     import numpy as np
 
-    feeds = {k: x if isinstance(x, dict) else {s.get_inputs()[0].name: x} for k, s in sessions.items()}
     for _ in range(warmup):
-        for k, s in sessions.items():
-            s.run(None, feeds[k])
+        for s in sessions.values():
+            s.run(None, feed)
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for _ in range(runs):
         for k, s in sessions.items():
             t0 = time.perf_counter()
-            s.run(None, feeds[k])
+            s.run(None, feed)
             times[k].append((time.perf_counter() - t0) * 1e3)
     return {k: (float(np.percentile(v, 50)), float(np.percentile(v, 95))) for k, v in times.items()}
 
@@ -108,8 +111,9 @@ def evaluate(
     config: EvaluateConfig,
     progress: Any = None,
 ) -> Evaluation:
-    import numpy as np
     import onnxruntime as ort
+
+    from modelpress.components.evaluate.scoring import compare, score
 
     say = progress or (lambda msg: None)
     paths = {"candidate": artifacts.onnx_file(candidate_dir), "source": artifacts.onnx_file(source_dir)}
@@ -118,16 +122,19 @@ def evaluate(
     available = ort.get_available_providers()
     usable = [p for p in target.execution_providers if p in available]
     acc_provider = usable[0]  # CPUExecutionProvider is always last in the catalog
-    x, y = data.split(config.split)
+    part = data.get(config.split)
+    # Datasets bound before tasks existed (single-output classifiers) score as classification.
+    task = data.info.get("task", "classification")
+    output = data.info.get("output") or _session(paths["source"], acc_provider, None).get_outputs()[0].name
 
-    out: dict[str, dict[str, float]] = {"candidate": {}, "source": {}}
-    logits = {}
-    for name, path in paths.items():
-        sess = _session(path, acc_provider, config.threads)
-        logits[name] = _logits(sess, x)
-        out[name]["accuracy"] = float((logits[name].argmax(1) == y).mean())
-        out[name]["size_bytes"] = float(path.stat().st_size)
-    say(f"accuracy: candidate {out['candidate']['accuracy']:.4f}, source {out['source']['accuracy']:.4f}")
+    outputs = {name: _outputs(_session(path, acc_provider, config.threads), part.inputs, output)
+               for name, path in paths.items()}
+    # Each model against the labels; for embeddings, against the source's outputs (the source: itself).
+    out = {name: {**score(task, outputs[name], outputs["source"], part, data.info),
+                  "size_bytes": float(path.stat().st_size)} for name, path in paths.items()}
+    comparison = compare(task, outputs["candidate"], outputs["source"], out)
+    say(f"{task}: " + ", ".join(f"{k} {v:.4f} (source {out['source'][k]:.4f})" for k, v in out["candidate"].items()
+                                if k != "size_bytes"))
 
     env: dict[str, Any] = {
         "target": target.name,
@@ -141,8 +148,7 @@ def evaluate(
         env["latency_provider"] = target.provider
         sessions = {n: _session(p, target.provider, config.threads) for n, p in paths.items()}
         for b in config.batch_sizes:
-            xb = np.resize(x, (b, *x.shape[1:])).astype(np.float32)
-            lat = _latency(sessions, xb, config.latency_runs, config.warmup_runs)
+            lat = _latency(sessions, _rows(part.inputs, b), config.latency_runs, config.warmup_runs)
             for name, (p50, p95) in lat.items():
                 out[name][f"latency_p50_ms_b{b}"] = p50
                 out[name][f"latency_p95_ms_b{b}"] = p95
@@ -150,13 +156,7 @@ def evaluate(
     else:
         env["latency_unavailable"] = f"{target.provider} is not installed in this onnxruntime"
 
-    cand, src = logits["candidate"], logits["source"]
-    comparison = {
-        "top1_agreement": float((cand.argmax(1) == src.argmax(1)).mean()),
-        "max_abs_logit_diff": float(np.abs(cand - src).max()),
-        "size_ratio": out["candidate"]["size_bytes"] / out["source"]["size_bytes"],
-        "accuracy_delta": out["candidate"]["accuracy"] - out["source"]["accuracy"],
-    }
+    comparison["size_ratio"] = out["candidate"]["size_bytes"] / out["source"]["size_bytes"]
     for b in config.batch_sizes:
         key = f"latency_p50_ms_b{b}"
         if key in out["candidate"]:

@@ -19,7 +19,7 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
     if manifest.format == "onnx":
         src = artifacts.onnx_file(model_dir)
         artifacts.check_onnx(src, str(model_dir))
-        return artifacts.save_onnx(out_dir, src, manifest.input, dataset=manifest.dataset)
+        return artifacts.save_onnx(out_dir, src, dataset=manifest.dataset)
 
     module, _ = artifacts.load_torch(model_dir)
     example = torch.zeros((2, *manifest.input.shape), dtype=torch.float32)
@@ -47,4 +47,4 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
                 "the model must trace with a fixed input shape",
             ) from None
     artifacts.check_onnx(path, f"exported {model_dir}")
-    return artifacts.save_onnx(out_dir, path, manifest.input, dataset=manifest.dataset)
+    return artifacts.save_onnx(out_dir, path, dataset=manifest.dataset)

@@ -60,7 +60,7 @@ class Quantize(Technique):
                     _dynamic(prepared, dst, settings)
                 elif settings.mode == "static":
                     feeds = calibration_batches(
-                        data, settings.calibration_split, settings.calibration_samples, manifest.input
+                        data, settings.calibration_split, settings.calibration_samples, manifest.inputs
                     )
                     notes["calibration"] = {
                         "dataset": data.name if data else None,
@@ -93,7 +93,7 @@ class Quantize(Technique):
                 "this model has no op ONNX Runtime can quantize this way; use another mode or target",
             )
         notes.update(report)
-        artifacts.save_onnx(out_dir, dst, manifest.input, dataset=manifest.dataset)
+        artifacts.save_onnx(out_dir, dst, dataset=manifest.dataset)
         size, source_size = dst.stat().st_size, src.stat().st_size
         metrics = {
             "size_bytes": float(size),

@@ -15,11 +15,10 @@ would do as well; `.npz` needs no extra dependency.)
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.errors import ModelpressError
@@ -32,19 +31,34 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.npz"
+EXTERNAL_DATA_FILE = "model.onnx.data"  # only past protobuf's 2 GiB limit
+_PROTOBUF_LIMIT = 2**31 - 2**26  # leave room for the graph itself
 
 
-class InputSpec(FrozenConfig):
-    name: str = Field(default="input", description="Graph input name.")
-    shape: tuple[int, ...] = Field(description="Shape of one sample, without the batch axis.")
-    dtype: Literal["float32", "int64"] = Field(
-        default="float32", description="Input element type (int64 for token ids)."
+DTYPES = ("float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool")
+Dtype = Literal["float32", "float16", "float64", "int64", "int32", "int8", "uint8", "bool"]
+
+
+class TensorSpec(FrozenConfig):
+    name: str = Field(default="input", min_length=1, description="Graph input or output name.")
+    shape: tuple[int | str, ...] = Field(
+        description="Shape of one sample, without the batch axis; a string is a dynamic axis "
+        "(e.g. 'sequence'), whose length comes from the data."
     )
+    dtype: Dtype = Field(default="float32", description="Element type (int64 for token ids).")
+
+    @property
+    def fixed(self) -> bool:
+        return all(isinstance(d, int) for d in self.shape)
+
+    def describe(self) -> str:
+        return f"{self.name} {self.dtype}[batch{''.join(f', {d}' for d in self.shape)}]"
 
 
 class ModelManifest(FrozenConfig):
     format: Literal["onnx", "torch-npz"] = Field(description="How the model is stored.")
-    input: InputSpec = Field(description="What the model takes.")
+    inputs: tuple[TensorSpec, ...] = Field(min_length=1, description="What the model takes, in graph order.")
+    outputs: tuple[TensorSpec, ...] = Field(default=(), description="What the model returns, in graph order.")
     architecture: ArchSpec | None = Field(
         default=None, description="Architecture spec; required for torch-npz."
     )
@@ -52,6 +66,26 @@ class ModelManifest(FrozenConfig):
     sparse: tuple[str, ...] = Field(
         default=(), description="torch-npz: weights stored as nonzero values + bitmask."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_input_manifests(cls, data: Any) -> Any:
+        """Folders written before multi-input support say `input: {...}`; read them the same way."""
+        if isinstance(data, dict) and "input" in data and "inputs" not in data:
+            data = {**data, "inputs": [data["input"]]}
+            del data["input"]
+        return data
+
+    @property
+    def input(self) -> TensorSpec:
+        """The one input of a single-input model (every torch technique needs one)."""
+        if len(self.inputs) != 1:
+            raise ModelpressError(
+                f"this step takes a single-input model; this one has inputs "
+                f"{', '.join(i.name for i in self.inputs)}",
+                "use quantization only (quantize, evaluate) for multi-input models",
+            )
+        return self.inputs[0]
 
 
 def read_manifest(model_dir: str | Path) -> ModelManifest:
@@ -72,7 +106,7 @@ def save_torch(
     model_dir: str | Path,
     module: torch.nn.Module,
     arch: DigitsCNNSpec | MLPSpec,
-    input_spec: InputSpec,
+    input_spec: TensorSpec,
     dataset: str | None = None,
 ) -> Path:
     import numpy as np
@@ -96,7 +130,8 @@ def save_torch(
     _write_manifest(
         out,
         ModelManifest(
-            format="torch-npz", input=input_spec, architecture=arch, dataset=dataset, sparse=tuple(sparse)
+            format="torch-npz", inputs=(input_spec,), outputs=(TensorSpec(name="logits", shape=(arch.num_classes,)),),
+            architecture=arch, dataset=dataset, sparse=tuple(sparse),
         ),
     )
     return out
@@ -152,23 +187,61 @@ def _sparse_keys(manifest: ModelManifest) -> set[str]:
     return {f"{k}.{part}" for k in manifest.sparse for part in ("nz", "mask")}
 
 
-def save_onnx(
-    model_dir: str | Path,
-    model: onnx.ModelProto | str | Path,
-    input_spec: InputSpec,
-    dataset: str | None = None,
-) -> Path:
+def save_onnx(model_dir: str | Path, model: onnx.ModelProto | str | Path, dataset: str | None = None) -> Path:
+    """Write an ONNX model folder; its inputs and outputs are read from the graph.
+
+    A file whose weights lie in external data files beside it (what `mlflow.onnx.log_model`
+    writes by default) is read whole and written as one self-contained `model.onnx`, so every
+    later step (and ONNX Runtime's quantizer) sees one file. Past protobuf's 2 GiB limit the
+    weights go to one `model.onnx.data` beside it instead.
+    """
     import onnx
 
     out = Path(model_dir)
     out.mkdir(parents=True, exist_ok=True)
     if isinstance(model, (str, Path)):
-        if Path(model).resolve() != (out / ONNX_FILE).resolve():
-            shutil.copyfile(model, out / ONNX_FILE)
+        model = onnx.load(str(model))  # external data is read from the file's own folder
+    inputs, outputs = io_specs(model)
+    dst = out / ONNX_FILE
+    (out / EXTERNAL_DATA_FILE).unlink(missing_ok=True)
+    if model.ByteSize() < _PROTOBUF_LIMIT:
+        onnx.save_model(model, str(dst))
     else:
-        onnx.save_model(model, str(out / ONNX_FILE))
-    _write_manifest(out, ModelManifest(format="onnx", input=input_spec, dataset=dataset))
+        onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=EXTERNAL_DATA_FILE)
+    _write_manifest(out, ModelManifest(format="onnx", inputs=inputs, outputs=outputs, dataset=dataset))
     return out
+
+
+# ONNX TensorProto element types modelpress can feed and read, by numpy name.
+_ONNX_DTYPES = {1: "float32", 10: "float16", 11: "float64", 7: "int64", 6: "int32", 3: "int8", 2: "uint8",
+                9: "bool"}
+
+
+def io_specs(model: onnx.ModelProto) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """The graph's real inputs (initializers listed as inputs by old exporters left out) and outputs."""
+    weights = {t.name for t in model.graph.initializer}
+
+    def spec(value: Any, kind: str) -> TensorSpec:
+        t = value.type.tensor_type
+        dtype = _ONNX_DTYPES.get(t.elem_type) if value.type.HasField("tensor_type") else None
+        if dtype is None:
+            raise ModelpressError(
+                f"ONNX {kind} {value.name!r} is not a tensor of a type modelpress can feed "
+                f"({', '.join(DTYPES)})",
+                "export the model with plain tensor inputs and outputs",
+            )
+        dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or "?")
+                for d in t.shape.dim] if t.HasField("shape") else ["batch", "?"]
+        if not dims:
+            raise ModelpressError(f"ONNX {kind} {value.name!r} is a scalar, with no batch axis",
+                                  "export the model with a batch axis first")
+        return TensorSpec(name=value.name, shape=tuple(dims[1:]), dtype=dtype)
+
+    inputs = tuple(spec(v, "input") for v in model.graph.input if v.name not in weights)
+    if not inputs:
+        raise ModelpressError("the ONNX graph has no inputs", "export the model with its inputs")
+    return inputs, tuple(spec(v, "output") for v in model.graph.output)
 
 
 def onnx_file(model_dir: str | Path) -> Path:
@@ -186,7 +259,8 @@ def check_onnx(path: str | Path, what: str) -> onnx.ModelProto:
 
     try:
         model = onnx.load(str(path))
-        onnx.checker.check_model(model)
+        # By path, so a model whose weights lie in an external data file is checked too.
+        onnx.checker.check_model(str(path))
     except Exception as exc:  # onnx raises DecodeError, ValidationError, OSError...
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelpressError(

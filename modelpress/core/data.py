@@ -7,9 +7,9 @@ every later task reads the `.npz` with numpy alone.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 
@@ -21,26 +21,92 @@ DEFAULT_SEED = 20160201  # fixed: every run and every test sees the same splits
 
 
 @dataclass(frozen=True)
+class Split:
+    """One split: an array per model input (samples on the first axis), and labels if the data has them."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    @property
+    def x(self) -> np.ndarray:
+        if len(self.inputs) != 1:
+            raise ModelpressError(
+                f"this step takes single-input data; the dataset has inputs {', '.join(self.inputs)}",
+                "use quantization only (quantize, evaluate) for multi-input models",
+            )
+        return next(iter(self.inputs.values()))
+
+    @property
+    def y(self) -> np.ndarray:
+        if self.labels is None:
+            raise ModelpressError("this step trains on labels, and the dataset has none",
+                                  "name the label column in the recipe's data.label")
+        return self.labels
+
+    def head(self, n: int) -> Split:
+        return Split({k: v[:n] for k, v in self.inputs.items()}, None if self.labels is None else self.labels[:n])
+
+
+@dataclass(frozen=True)
 class DatasetSplits:
+    """train / val / test, bound to a model's inputs by name; `info` records where the data came from."""
+
     name: str
     seed: int
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_val: np.ndarray
-    y_val: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    train: Split
+    val: Split
+    test: Split
+    info: dict[str, Any] = field(default_factory=dict)
 
-    def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+    @classmethod
+    def single(cls, name: str, seed: int, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
+               y_val: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, input_name: str = "input") -> DatasetSplits:
+        """One input with labels: what the built-in datasets and the torch techniques use."""
+        return cls(name, seed, Split({input_name: x_train}, y_train), Split({input_name: x_val}, y_val),
+                   Split({input_name: x_test}, y_test))
+
+    def get(self, which: str) -> Split:
         if which not in SPLITS:
             raise ModelpressError(f"unknown split {which!r}", f"use one of: {', '.join(SPLITS)}")
-        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+        return getattr(self, which)
+
+    def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y) of a single-input, labelled split."""
+        part = self.get(which)
+        return part.x, part.y
+
+    def with_split(self, which: str, x: np.ndarray | None = None, y: np.ndarray | None = None) -> DatasetSplits:
+        """A copy with one split's single input and/or labels replaced."""
+        part = self.get(which)
+        inputs = {next(iter(part.inputs)): x} if x is not None else part.inputs
+        return replace(self, **{which: Split(inputs, part.labels if y is None else y)})
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(self.train.inputs)
+
+    @property
+    def has_labels(self) -> bool:
+        return self.train.labels is not None
+
+    # The torch techniques read single-input labelled data by these names.
+    x_train = property(lambda self: self.train.x)
+    y_train = property(lambda self: self.train.y)
+    x_val = property(lambda self: self.val.x)
+    y_val = property(lambda self: self.val.y)
+    x_test = property(lambda self: self.test.x)
+    y_test = property(lambda self: self.test.y)
 
     def save(self, path: str | Path) -> None:
         import numpy as np
 
-        arrays = {f"{k}_{s}": getattr(self, f"{k}_{s}") for s in SPLITS for k in ("x", "y")}
-        meta = json.dumps({"name": self.name, "seed": self.seed})
+        names = self.input_names
+        arrays = {f"{s}.x{i}": self.get(s).inputs[n] for s in SPLITS for i, n in enumerate(names)}
+        arrays |= {f"{s}.y": self.get(s).labels for s in SPLITS if self.get(s).labels is not None}
+        meta = json.dumps({"name": self.name, "seed": self.seed, "inputs": names, "info": self.info})
         with open(path, "wb") as fh:  # a file handle keeps numpy from appending ".npz"
             np.savez_compressed(fh, meta=np.array(meta), **arrays)
 
@@ -52,11 +118,15 @@ class DatasetSplits:
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(str(npz["meta"]))
                 arrays = {k: npz[k] for k in npz.files if k != "meta"}
-        except (OSError, ValueError, KeyError) as exc:
+            if "inputs" not in meta:  # written before multi-input data: x_<split>, y_<split>
+                return cls.single(meta["name"], meta["seed"], **arrays)
+            parts = {s: Split({n: arrays[f"{s}.x{i}"] for i, n in enumerate(meta["inputs"])},
+                              arrays.get(f"{s}.y")) for s in SPLITS}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelpressError(
                 f"dataset file {path} is unreadable ({exc})", "re-run the resolve step"
             ) from None
-        return cls(name=meta["name"], seed=meta["seed"], **arrays)
+        return cls(meta["name"], meta["seed"], info=meta.get("info", {}), **parts)
 
 
 def _digits(seed: int) -> DatasetSplits:
@@ -75,7 +145,7 @@ def _digits(seed: int) -> DatasetSplits:
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=0.125, stratify=y_rest, random_state=seed
     )
-    return DatasetSplits("sklearn-digits", seed, x_train, y_train, x_val, y_val, x_test, y_test)
+    return DatasetSplits.single("sklearn-digits", seed, x_train, y_train, x_val, y_val, x_test, y_test)
 
 
 _LOADERS = {"sklearn-digits": _digits}

@@ -33,7 +33,7 @@ def variant_model(tmp_path_factory) -> Path:
 
     tmp = tmp_path_factory.mktemp("variant")
     torch_dir = artifacts.save_torch(tmp / "torch", build_model(PRESETS["digits-cnn"], seed=0), PRESETS["digits-cnn"],
-                                     artifacts.InputSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
+                                     artifacts.TensorSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
     return export_onnx(torch_dir, tmp / "onnx")
 
 
@@ -45,7 +45,7 @@ def _register_source(uri: str, name: str, tmp: Path):
 
     client = connect(uri)  # creates the experiment (and a fresh SQLite store's schema) once, before the clients
     model_dir = artifacts.save_torch(tmp / "src", build_model(PRESETS["digits-cnn"], seed=1), PRESETS["digits-cnn"],
-                                     artifacts.InputSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
+                                     artifacts.TensorSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
     return client, register_source(client, name, model_dir, "champion", metrics={}, description="concurrency source")
 
 

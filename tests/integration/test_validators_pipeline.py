@@ -31,9 +31,9 @@ def nan_source(server_env, client, tmp_path_factory) -> str:
     x_test = data.x_test.copy()
     x_test[17, 0, 4, 4] = np.nan
     path = tmp / "digits-with-nan.npz"
-    dataclasses.replace(data, x_test=x_test).save(path)
+    data.with_split("test", x=x_test).save(path)
     model_dir = artifacts.save_torch(tmp / "model", build_model(PRESETS["digits-cnn"], seed=0), PRESETS["digits-cnn"],
-                                     artifacts.InputSpec(shape=(1, 8, 8)), dataset=str(path))
+                                     artifacts.TensorSpec(shape=(1, 8, 8)), dataset=str(path))
     mlflow.set_tracking_uri(server_env["MLFLOW_TRACKING_URI"])
     register_source(client, "nan-digits", model_dir, "champion", metrics={}, description="digits CNN, NaN in test")
     return "models:/nan-digits@champion"

@@ -24,7 +24,12 @@ def test_unknown_target_lists_known_ones():
 def test_recipe_defaults():
     r = load_recipe()
     assert r.source == "models:/digits-cnn@champion" and r.target == "cpu-x86-int8"
-    assert r.gates[0].metric == "accuracy" and r.gates[0].change.max_degradation == 0.01
+    assert r.gates is None and r.task.kind == "auto"  # each task brings its own default gates
+    g = r.active_gates("classification")[0]
+    assert g.metric == "accuracy" and g.change.max_degradation == 0.01
+    assert [(g.metric, g.direction, g.change.max_relative_degradation) for g in r.active_gates("regression")] == [
+        ("rmse", "lower_is_better", 0.05)]
+    assert [(g.metric, g.value.lower) for g in r.active_gates("embedding")] == [("cosine_mean", 0.98)]
 
 
 def test_recipe_unknown_key_names_the_key(tmp_path):

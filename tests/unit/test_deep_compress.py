@@ -32,7 +32,7 @@ def compressed(data, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("dc")
     module = build_model(MLPSpec(), seed=0)
     train(module, data, TrainConfig(epochs=10), progress=lambda s: None)
-    src = artifacts.save_torch(tmp / "src", module, MLPSpec(), artifacts.InputSpec(shape=(1, 8, 8)), "sklearn-digits")
+    src = artifacts.save_torch(tmp / "src", module, MLPSpec(), artifacts.TensorSpec(shape=(1, 8, 8)), "sklearn-digits")
     cfg = parse_config(DeepCompressConfig, QUICK, "deep_compress")
     return get_technique("deep_compress").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp / "out")
 
@@ -80,7 +80,7 @@ def test_cnn_folds_batchnorm_and_rejects_structured_prune(data, tmp_path):
         parse_config(DeepCompressConfig, {"prune": {"method": "structured", "ratio": 0.5}}, "deep_compress")
     module = build_model(DigitsCNNSpec(), seed=0)
     train(module, data, TrainConfig(epochs=3), progress=lambda s: None)
-    src = artifacts.save_torch(tmp_path / "src", module, DigitsCNNSpec(), artifacts.InputSpec(shape=(1, 8, 8)))
+    src = artifacts.save_torch(tmp_path / "src", module, DigitsCNNSpec(), artifacts.TensorSpec(shape=(1, 8, 8)))
     cfg = parse_config(DeepCompressConfig, {**QUICK, "bits": {"conv": 4, "linear": 4}}, "deep_compress")
     r = get_technique("deep_compress").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "out")
     assert artifacts.read_manifest(r.model_dir).architecture.batchnorm is False

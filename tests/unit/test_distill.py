@@ -35,7 +35,7 @@ def teacher_dir(data, tmp_path_factory) -> Path:
     module = build_model(DigitsCNNSpec(), seed=0)
     train(module, data, TrainConfig(epochs=5), progress=lambda s: None)
     return artifacts.save_torch(tmp_path_factory.mktemp("t") / "teacher", module, DigitsCNNSpec(),
-                                artifacts.InputSpec(shape=SHAPE), "sklearn-digits")
+                                artifacts.TensorSpec(shape=SHAPE), "sklearn-digits")
 
 
 def _cfg(**extra) -> DistillConfig:

@@ -20,7 +20,7 @@ def torch_dir(tmp_path: Path) -> Path:
     module = build_model(DigitsCNNSpec())
     module.eval()
     return artifacts.save_torch(tmp_path / "torch", module, DigitsCNNSpec(),
-                                artifacts.InputSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
+                                artifacts.TensorSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
 
 
 def test_torch_folder_round_trip(torch_dir: Path):

@@ -31,7 +31,7 @@ def data():
 
 def _save(tmp_path: Path, spec, shape) -> Path:
     return artifacts.save_torch(tmp_path / "src", build_model(spec, seed=0), spec,
-                                artifacts.InputSpec(shape=shape), "sklearn-digits")
+                                artifacts.TensorSpec(shape=shape), "sklearn-digits")
 
 
 @pytest.mark.parametrize("bad, named", [
@@ -72,9 +72,9 @@ def test_global_and_per_layer_masks():
 def test_sparse_weights_file_is_smaller_and_exact(tmp_path):
     spec = MLPSpec()
     model = build_model(spec, seed=0)
-    dense = artifacts.save_torch(tmp_path / "dense", model, spec, artifacts.InputSpec(shape=(64,)))
+    dense = artifacts.save_torch(tmp_path / "dense", model, spec, artifacts.TensorSpec(shape=(64,)))
     Masks(model, ["1", "3", "5"]).update({}, global_ratio=0.9)
-    sparse = artifacts.save_torch(tmp_path / "sparse", model, spec, artifacts.InputSpec(shape=(64,)))
+    sparse = artifacts.save_torch(tmp_path / "sparse", model, spec, artifacts.TensorSpec(shape=(64,)))
     manifest = artifacts.read_manifest(sparse)
     assert set(manifest.sparse) == {"1.weight", "3.weight", "5.weight"}
     ratio = (sparse / "weights.npz").stat().st_size / (dense / "weights.npz").stat().st_size
@@ -88,7 +88,7 @@ def test_corrupt_sparse_weights_are_refused(tmp_path):
     spec = MLPSpec()
     model = build_model(spec, seed=0)
     Masks(model, ["1"]).update({"1": 0.9}, None)
-    out = artifacts.save_torch(tmp_path / "m", model, spec, artifacts.InputSpec(shape=(64,)))
+    out = artifacts.save_torch(tmp_path / "m", model, spec, artifacts.TensorSpec(shape=(64,)))
     with np.load(out / "weights.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["1.weight.nz"] = arrays["1.weight.nz"][:-3]  # values and mask disagree

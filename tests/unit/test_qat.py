@@ -25,7 +25,7 @@ def data():
 def torch_dir(tmp_path: Path) -> Path:
     module = build_model(DigitsCNNSpec(), seed=0).eval()
     return artifacts.save_torch(tmp_path / "t", module, DigitsCNNSpec(),
-                                artifacts.InputSpec(shape=(1, 8, 8)), "sklearn-digits")
+                                artifacts.TensorSpec(shape=(1, 8, 8)), "sklearn-digits")
 
 
 def test_off_is_a_copy(torch_dir, data, tmp_path):
@@ -65,7 +65,7 @@ def test_qat_needs_a_torch_source(tmp_path, data):
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["b", 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, 8, 8])],
     )
-    src = artifacts.save_onnx(tmp_path / "o", helper.make_model(graph), artifacts.InputSpec(shape=(1, 8, 8)))
+    src = artifacts.save_onnx(tmp_path / "o", helper.make_model(graph))
     with pytest.raises(ModelpressError, match="fine-tunes a torch model, but the source is onnx"):
         get_technique("qat").apply(src, data, QuantizeConfig(qat={}), parse_target("cpu-x86-int8"),
                                    tmp_path / "out")

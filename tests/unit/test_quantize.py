@@ -31,7 +31,7 @@ def onnx_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("cnn")
     module = build_model(DigitsCNNSpec(), seed=0).eval()
     torch_dir = artifacts.save_torch(tmp / "torch", module, DigitsCNNSpec(),
-                                     artifacts.InputSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
+                                     artifacts.TensorSpec(shape=(1, 8, 8)), dataset="sklearn-digits")
     return export_onnx(torch_dir, tmp / "onnx")
 
 
@@ -118,14 +118,14 @@ def test_mode_target_mismatch_refused_before_work(target, cfg, needle):
 
 
 def test_empty_calibration_set(onnx_dir, data, tmp_path):
-    empty = replace(data, x_train=data.x_train[:0], y_train=data.y_train[:0])
+    empty = data.with_split("train", x=data.x_train[:0], y=data.y_train[:0])
     with pytest.raises(ModelpressError, match="calibration set .* is empty"):
         quantize(onnx_dir, empty, tmp_path)
     assert not (tmp_path / "q" / "model.onnx").exists()
 
 
 def test_wrong_shape_calibration_set(onnx_dir, data, tmp_path):
-    flat = replace(data, x_train=data.x_train.reshape(len(data.x_train), 64))
+    flat = data.with_split("train", x=data.x_train.reshape(len(data.x_train), 64))
     with pytest.raises(ModelpressError, match=r"shape \(64,\), but the model's input 'input' takes \(1, 8, 8\)"):
         quantize(onnx_dir, flat, tmp_path)
 
@@ -134,7 +134,7 @@ def test_nan_calibration_set(onnx_dir, data, tmp_path):
     bad = data.x_train.copy()
     bad[3, 0, 0, 0] = np.nan
     with pytest.raises(ModelpressError, match="NaN"):
-        quantize(onnx_dir, replace(data, x_train=bad), tmp_path)
+        quantize(onnx_dir, data.with_split("train", x=bad), tmp_path)
 
 
 def test_static_without_data(onnx_dir, tmp_path):
@@ -152,7 +152,7 @@ def test_nothing_quantizable_is_never_labelled_int8(tmp_path, data, mode):
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1, 8, 8])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    src = artifacts.save_onnx(tmp_path / "relu", model, artifacts.InputSpec(shape=(1, 8, 8)))
+    src = artifacts.save_onnx(tmp_path / "relu", model)
     with pytest.raises(ModelpressError, match=f"nothing in model.onnx was converted by {mode}"):
         get_technique("quantize").apply(src, data, QuantizeConfig(mode=mode, format="qdq"),
                                         parse_target("cpu-x86-int8"), tmp_path / "q")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modelpress.core.config import parse_config
-from modelpress.core.data import load_dataset
+from modelpress.core.data import Split, load_dataset
 from modelpress.errors import ModelpressError
 from modelpress.pipelines.metrics import produced_metrics
 from modelpress.pipelines.recipe import Recipe, load_recipe
@@ -36,7 +36,7 @@ def test_gate_on_an_unknown_target_is_refused():
 
 def test_recipe_uses_only_its_targets_gates():
     r = load_recipe(target="cpu-arm64-int8", gates=[ACC, {**ACC, "metric": "size_ratio", "targets": ["cpu-x86-int8"]}])
-    assert [g.metric for g in r.active_gates()] == ["accuracy"]
+    assert [g.metric for g in r.active_gates("classification")] == ["accuracy"]
 
 
 def test_recipe_with_no_gate_for_its_target_is_refused():
@@ -120,47 +120,79 @@ def _failures(data, **cfg):
 def test_clean_digits_meet_every_expectation(digits):
     report = check_dataset(digits, DataChecksConfig(value_range=(0.0, 1.0)))
     assert report.passed, report.reason()
-    assert len(report.results) == 30  # 10 expectations x 3 splits
-    assert "| test | expect_column_values_to_be_between | nan_count | pass |" in render_markdown(report)
+    assert len(report.results) == 24  # 8 expectations x 3 splits
+    assert "| test | expect_column_values_to_be_between | input.nan_count | pass |" in render_markdown(report)
 
 
 def test_nan_and_infinity_are_named(digits):
     x = digits.x_test.copy()
     x[3, 0, 1, 1] = np.nan
     x[5, 0, 2, 2] = np.inf
-    assert _failures(dataclasses.replace(digits, x_test=x)) == [
-        ("test", "expect_column_values_to_be_between(nan_count)"),
-        ("test", "expect_column_values_to_be_between(inf_count)")]
+    assert _failures(digits.with_split("test", x=x)) == [
+        ("test", "expect_column_values_to_be_between(input.nan_count)"),
+        ("test", "expect_column_values_to_be_between(input.inf_count)")]
 
 
 def test_values_outside_the_range(digits):
     x = digits.x_val * 16.0  # unscaled pixels
-    assert _failures(dataclasses.replace(digits, x_val=x)) == [("val", "expect_column_values_to_be_between(max_value)")]
+    assert _failures(digits.with_split("val", x=x)) == [("val", "expect_column_values_to_be_between(input.out_of_range)")]
     assert _failures(digits, value_range=(0.0, 0.5)) == [
-        (s, "expect_column_values_to_be_between(max_value)") for s in ("train", "val", "test")]
+        (s, "expect_column_values_to_be_between(input.out_of_range)") for s in ("train", "val", "test")]
+    x = digits.x_test.copy()
+    x[9, 0, 3, 3] = -999.0  # a sentinel in one pixel
+    assert _failures(digits.with_split("test", x=x)) == [("test", "expect_column_values_to_be_between(input.out_of_range)")]
+
+
+def test_standardized_features_pass_and_integer_ids_are_held_to_the_vocabulary():
+    """Real tabular data standardized on train goes past train's extremes in test; that is no error."""
+    from sklearn.datasets import load_breast_cancer, load_wine
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    from modelpress.core.data import DatasetSplits
+
+    for load in (load_wine, load_breast_cancer):
+        x, y = load(return_X_y=True)
+        rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+        x_train, x_val, y_train, y_val = train_test_split(rest, y_rest, test_size=0.125, stratify=y_rest,
+                                                          random_state=0)
+        scale = StandardScaler().fit(x_train)
+        data = DatasetSplits.single(load.__name__, 0, *(a.astype(np.float32) if a.ndim == 2 else a for a in (
+            scale.transform(x_train), y_train, scale.transform(x_val), y_val, scale.transform(x_test), y_test)))
+        assert _failures(data) == [], load.__name__
+        assert (data.x_test.max(0) > data.x_train.max(0)).any()  # the old train-range rule failed here
+    ids = np.random.default_rng(0).integers(0, 1000, size=(60, 16))
+    mask = np.ones_like(ids)
+    base = DatasetSplits("tokens", 0, *(Split({"input_ids": ids, "attention_mask": mask}) for _ in range(3)),
+                         info={"task": "embedding", "vocabularies": {"input_ids": 1000}})
+    assert _failures(base) == []
+    bad = ids.copy()
+    bad[4, 2] = 1000  # one id past the embedding table
+    oov = dataclasses.replace(base, test=Split({"input_ids": bad, "attention_mask": mask}))
+    assert _failures(oov) == [("test", "expect_column_values_to_be_between(input_ids.out_of_range)")]
 
 
 def test_unknown_labels_and_missing_classes(digits):
     y = digits.y_test.copy()
     y[0] = 11
-    assert _failures(dataclasses.replace(digits, y_test=y)) == [
+    assert _failures(digits.with_split("test", y=y)) == [
         ("test", "expect_column_values_to_be_in_set(label)"),
         ("test", "expect_column_values_to_be_between(share)")]  # one image of class 11 is also a tiny class
     keep = digits.y_val != 3
-    one_short = dataclasses.replace(digits, x_val=digits.x_val[keep], y_val=digits.y_val[keep])
+    one_short = digits.with_split("val", x=digits.x_val[keep], y=digits.y_val[keep])
     assert _failures(one_short) == [("val", "expect_column_distinct_values_to_contain_set(label)")]
 
 
 def test_class_imbalance(digits):
     keep = (digits.y_test != 7) | (np.cumsum(digits.y_test == 7) <= 2)  # 2 sevens of 360
-    skewed = dataclasses.replace(digits, x_test=digits.x_test[keep], y_test=digits.y_test[keep])
+    skewed = digits.with_split("test", x=digits.x_test[keep], y=digits.y_test[keep])
     assert _failures(skewed) == [("test", "expect_column_values_to_be_between(share)")]
 
 
 def test_wrong_shape(digits):
     x = np.zeros((len(digits.y_test), 1, 8, 7), dtype=np.float32)
-    assert _failures(dataclasses.replace(digits, x_test=x)) == [
-        ("test", "expect_column_values_to_be_between(feature_count)")]
+    assert _failures(digits.with_split("test", x=x)) == [
+        ("test", "expect_column_values_to_be_between(input.feature_count)")]
 
 
 def test_data_checks_config_is_bounded():
