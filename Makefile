@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress bench-data-range clean
 
 setup: $(VENV)/.installed
 
@@ -28,13 +28,13 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress
+bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress bench-data-range
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py
 
 bench-minilm: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quantize_minilm.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/minilm_pipeline.py
 
 bench-prune: setup
 	$(BIN)/python benchmarks/prune_digits.py
@@ -47,6 +47,9 @@ bench-distill: setup
 
 bench-deep-compress: setup
 	$(BIN)/python benchmarks/deep_compress_digits.py
+
+bench-data-range: setup
+	$(BIN)/python benchmarks/data_range_rule.py
 
 clean:
 	rm -rf $(VENV) .modelpress build *.egg-info

@@ -132,8 +132,7 @@ def main() -> int:
         t0 = time.perf_counter()
         (tmp_path / "fp32").mkdir()
         export(model_dir, tmp_path / "fp32" / "model.onnx")
-        fp32 = artifacts.save_onnx(tmp_path / "fp32", tmp_path / "fp32" / "model.onnx",
-                                   artifacts.TensorSpec(name="input_ids", shape=(SEQ,), dtype="int64"))
+        fp32 = artifacts.save_onnx(tmp_path / "fp32", tmp_path / "fp32" / "model.onnx")
         print(f"exported FP32 ONNX in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         t0 = time.perf_counter()
         result = get_technique("quantize").apply(fp32, None, config, target, tmp_path / "int8")

@@ -111,7 +111,7 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     lines = [
         f"{info['variant']}  (aliases: {', '.join(info['aliases']) or 'none'})",
         f"  target     {info['target']}, verdict {info['verdict']}",
-        f"  metrics    {_quality(m)} ({_quality_change(m)} vs source), size {m.get('size_ratio', float('nan')):.2f}x",
+        f"  metrics    {_quality(m)} ({_quality_change(m)}), size {m.get('size_ratio', float('nan')):.2f}x of source",
         f"  built by   pipeline run {info['pipeline_run_id']}, MLflow run {info['run_id']}",
         f"  recipe     config hash {info['config_hash']}, variant key {info['key']}",
         f"  chain      {' > '.join(info['chain'])}"
@@ -119,6 +119,11 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         f"  source     {src['uri']}" + ("  (deleted from the registry)" if src.get("missing") else
                                         f", dataset {src.get('dataset') or '-'}, run {src.get('run_id') or '-'}"),
     ]
+    if data := info.get("data"):
+        where = data.get("data", {})
+        origin = where.get("uri") or where.get("files") or where.get("run_input") or where.get("dataset") or "-"
+        lines.append(f"  data       {origin}; split: {where.get('split', {}).get('method', '-')}; "
+                     f"task {data.get('task', '-')} ({data.get('task_reason', '-')}), output {data.get('output', '-')}")
     print("\n".join(lines))
     return 0
 
@@ -289,7 +294,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         m = T.metrics_from_tags(done.tags)
         if "size_ratio" in m:
             print(f"models:/{name}/{done.version} @{recipe.variant.alias}: {_quality(m)} "
-                  f"({_quality_change(m)} vs source), size {m['size_ratio']:.2f}x of source; "
+                  f"({_quality_change(m)}), size {m['size_ratio']:.2f}x of source; "
                   f"`modelpress lineage models:/{name}/{done.version}` for the rest")
         return 0
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
@@ -315,6 +320,10 @@ _HEADLINE = {"classification": ("accuracy", "accuracy", lambda v: f"{v * 100:.2f
              "embedding": ("cosine_mean", "cosine to source", lambda v: f"{v:.4f}")}
 
 
+def _size(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.1f} KiB"
+
+
 def _quality(m: dict[str, float]) -> str:
     """A variant's headline metric from its tags, whatever its task."""
     for key, label, fmt in _HEADLINE.values():
@@ -329,7 +338,7 @@ def _quality_change(m: dict[str, float]) -> str:
     if "rmse" in m and m.get("source_rmse"):
         return f"{(m['rmse'] / m['source_rmse'] - 1) * 100:+.1f}% RMSE"
     if "cosine_min" in m:
-        return f"min cosine {m['cosine_min']:.4f}"
+        return f"min {m['cosine_min']:.4f}"
     return "-"
 
 
@@ -342,9 +351,9 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
     src_latency = ", ".join(f"b{b} {source[f'latency_p50_ms_b{b}']:.3f} ms" for b in batches)
     packed = ev.get("technique", {}).get("deep_compress_compressed_bytes")
     if packed is not None:  # the registered .mpdc file, not its decoded ONNX, is what ships
-        size = f"{packed / 1024:.1f} KiB .mpdc ({source['size_bytes'] / packed:.1f}x smaller)"
+        size = f"{_size(packed)} .mpdc ({source['size_bytes'] / packed:.1f}x smaller)"
     else:
-        size = f"{cand['size_bytes'] / 1024:.1f} KiB ({comp['size_ratio']:.2f}x)"
+        size = f"{_size(cand['size_bytes'])} ({comp['size_ratio']:.2f}x)"
     task = ev.get("task", "classification")
     key, label, fmt = _HEADLINE[task]
     if task == "classification":
@@ -353,7 +362,8 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
         quality = f"{fmt(cand[key])} ({(cand[key] / source[key] - 1) * 100:+.1f}%)" if source[key] else fmt(cand[key])
     else:
         quality = f"mean {fmt(cand[key])}, min {fmt(cand['cosine_min'])}"
-    header = ["variant", "target", "size vs source", f"{label} vs source", "latency p50 vs source",
+    header = ["variant", "target", "size vs source", label if task == "embedding" else f"{label} vs source",
+              "latency p50 vs source",
               "gate", "registry URI"]
     row = [
         variant,
@@ -365,7 +375,7 @@ def _table(variant: str, target: str, verdict: dict, registered: str | None) -> 
         registered or "- (not registered)",
     ]
     own = f", {label} {fmt(source[key])}" if task != "embedding" else ""
-    return (f"source: {source['size_bytes'] / 1024:.1f} KiB{own}, task {task}, "
+    return (f"source: {_size(source['size_bytes'])}{own}, task {task}, "
             f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})\n"
             + _grid(header, [row]))
 

@@ -27,8 +27,8 @@ from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.quantize.settings import QuantizeConfig
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.data_source import DataConfig
-from modelpress.core.tasks import TaskConfig, default_gates
 from modelpress.core.hardware import parse_target
+from modelpress.core.tasks import TaskConfig, default_gates
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import DEFAULT_ALIAS

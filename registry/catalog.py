@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
@@ -58,12 +59,13 @@ def lineage(client: MlflowClient, uri: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - a deleted source must not hide the rest of the lineage
         source["missing"] = True
     aliases = client.get_registered_model(ref.name).aliases
+    data = json.loads(t.get(T.NOTE + "data", "{}"))  # where the run's data came from, and the task it set
     return {
         "variant": ref.version_uri, "aliases": _aliases(aliases, ref.version), "target": t[T.TARGET],
         "verdict": t[T.VERDICT], "chain": t[T.CHAIN].split(">"), "config_hash": t[T.CONFIG_HASH],
         "key": t[T.KEY], "pipeline_run_id": t.get(T.PIPELINE_RUN), "run_id": ref.run_id,
         "training_run_id": t.get(T.TRAINING_RUN), "dataset": t.get(T.DATASET), "source": source,
-        "metrics": T.metrics_from_tags(t),
+        "metrics": T.metrics_from_tags(t), "data": data,
     }
 
 

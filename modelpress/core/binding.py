@@ -30,10 +30,11 @@ def bind(raw: RawData, manifest: ModelManifest, config: DataConfig) -> tuple[dic
     if unknown:
         raise ModelpressError(f"data.inputs names {unknown}, which the model does not take (inputs: "
                               f"{', '.join(sorted(names))})", "key data.inputs by the model's input names")
+    how = raw.provenance.get("split", {}).get("method", "?")
     for split in SPLITS:
         if len(next(iter(raw.tables[split].values()), [])) == 0:
-            raise ModelpressError(f"the {split} split of the data is empty",
-                                  "give it rows, or leave the split to modelpress (data.split shares)")
+            raise ModelpressError(f"the {split} split of the data is empty (split by: {how})",
+                                  "give it rows, or drop the split column so modelpress splits the rows (data.split)")
     sources = {spec.name: _source(spec, raw, config, len(manifest.inputs)) for spec in manifest.inputs}
     splits, notes = {}, {}
     for split in SPLITS:
@@ -79,7 +80,7 @@ def _array(table: dict[str, np.ndarray], source: Source, spec: TensorSpec, split
             raise ModelpressError(f"column {flat[0]!r} holds arrays; only scalar columns stack into features",
                                   f"map model input {spec.name!r} to that one column instead")
         arr = np.stack([np.asarray(table[c]) for c in cols], axis=1)
-    what = source if isinstance(source, str) else f"{len(cols)} columns ({cols[0]} ... {cols[-1]})"
+    what = f"column {source!r}" if isinstance(source, str) else f"{len(cols)} columns ({cols[0]} ... {cols[-1]})"
     arr, cast = _cast(arr, spec, what)
     arr, shaped = _shape(arr, spec, what)
     return arr, "; ".join(p for p in (f"from {what}", cast, shaped) if p)

@@ -174,6 +174,10 @@ def _read(path: Path, fmt: str, what: str) -> Table:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelpressError(f"data {what} is not a readable {fmt} file ({reason})",
                               "check the file, or set data.format") from None
+    return table
+
+
+def _same_rows(table: Table, what: str) -> Table:
     lengths = {k: len(v) for k, v in table.items()}
     if len(set(lengths.values())) > 1:
         raise ModelpressError(f"data {what}: columns have different row counts ({lengths})",
@@ -252,6 +256,7 @@ def _names(columns: list[str]) -> str:
 
 
 def _split_files(tables: dict[str, Table], config: DataConfig, origin: dict[str, Any]) -> RawData:
+    tables = {s: _same_rows(t, f"{s} split") for s, t in tables.items()}
     label = _label_name(list(tables["train"]), config, "the train file")
     method: dict[str, Any] = {"method": "files"}
     if "val" not in tables:
@@ -268,6 +273,7 @@ def _split(table: Table, config: DataConfig, origin: dict[str, Any]) -> RawData:
     if table and sum(len(t) for t in suffixed.values()) == len(table) and suffixed["train"] and suffixed["test"]:
         return _split_files({s: t for s, t in suffixed.items() if t}, config, {**origin, "arrays": "<name>_<split>"})
     what = origin.get("uri", "the data")
+    table = _same_rows(table, what)
     label = _label_name(list(table), config, what)
     column = config.split_column or ("split" if "split" in table else None)
     if column is not None:
@@ -275,7 +281,7 @@ def _split(table: Table, config: DataConfig, origin: dict[str, Any]) -> RawData:
             raise ModelpressError(f"data.split_column {column!r} is not a column of {what} "
                                   f"(columns: {_names(list(table))})", "set it to the column naming each row's split")
         values = np.asarray(table[column]).astype(str)
-        unknown = sorted(set(np.unique(values)) - set(SPLIT_NAMES))
+        unknown = sorted({str(v) for v in np.unique(values)} - set(SPLIT_NAMES))
         if unknown:
             raise ModelpressError(f"split column {column!r} holds {unknown[:5]}, not train/val/test",
                                   "name each row's split train, val (or validation) or test")

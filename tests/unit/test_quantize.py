@@ -5,7 +5,6 @@ Accuracy claims live in benchmarks/ and in the end-to-end gate; these tests chec
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
