@@ -152,11 +152,9 @@ def test_scores_per_task():
 
 def test_onnx_with_external_weights_and_dynamic_axes_becomes_one_file(tmp_path):
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
     from modelpress.core import artifacts
-
-    from onnx import numpy_helper
 
     w = numpy_helper.from_array(np.ones((384, 16), np.float32), "w")
     graph = helper.make_graph(
