@@ -6,6 +6,7 @@ Prints the logged data file's artifact URI (runs:/<run_id>/data/<file>) on stdou
 """
 
 import argparse
+import contextlib
 import copy
 import io
 import sys
@@ -127,7 +128,9 @@ def main() -> int:
     log(f"best epoch {best_epoch}: val RMSE {scores['val_rmse']:.2f}, "
         f"test RMSE {scores['test_rmse']:.2f} (onnxruntime matches numpy un-scaling)")
 
-    with mlflow.start_run(run_name="diabetes-mlp") as run, tempfile.TemporaryDirectory() as tmp:
+    # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name="diabetes-mlp") as run,
+          tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / "diabetes.csv"
         df.to_csv(data_file, index=False)
         mlflow.log_artifact(str(data_file), artifact_path="data")
@@ -137,7 +140,8 @@ def main() -> int:
         version = info.registered_model_version
         MlflowClient().set_registered_model_alias(args.name, args.alias, version)
         log(f"registered {args.name} version {version} as @{args.alias}")
-        print(f"runs:/{run.info.run_id}/data/{data_file.name}")
+        data_uri = f"runs:/{run.info.run_id}/data/{data_file.name}"
+    print(data_uri)
     return 0
 
 

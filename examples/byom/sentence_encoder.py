@@ -9,6 +9,7 @@ import os
 os.environ["HF_HUB_OFFLINE"] = "1"  # weights come from a local package; never reach the Hub
 
 import argparse
+import contextlib
 import importlib
 import inspect
 import io
@@ -122,7 +123,9 @@ def main() -> int:
         "text": pa.array(texts, type=pa.string()),
         "split": pa.array(split, type=pa.string()),
     })
-    with mlflow.start_run(run_name="minilm-onnx") as run, tempfile.TemporaryDirectory() as tmp:
+    # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name="minilm-onnx") as run,
+          tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / "sentences.parquet"
         pq.write_table(table, data_file)
         mlflow.log_artifact(str(data_file), artifact_path="data")
@@ -133,7 +136,8 @@ def main() -> int:
         version = info.registered_model_version
         MlflowClient().set_registered_model_alias(args.name, args.alias, version)
         log(f"registered {args.name} version {version} as @{args.alias}")
-        print(f"runs:/{run.info.run_id}/data/{data_file.name}")
+        data_uri = f"runs:/{run.info.run_id}/data/{data_file.name}"
+    print(data_uri)
     return 0
 
 

@@ -5,6 +5,7 @@ Prints the logged data file's artifact URI (runs:/<run_id>/data/<file>) on stdou
 """
 
 import argparse
+import contextlib
 import copy
 import io
 import re
@@ -116,8 +117,9 @@ def main() -> int:
     log(f"best epoch {best_epoch}: val accuracy {val_acc:.4f}, test accuracy {test_acc:.4f}")
     proto = to_onnx(model, df.shape[1] - 2)
 
-    with mlflow.start_run(run_name=f"{args.dataset}-mlp") as run, \
-            tempfile.TemporaryDirectory() as tmp:
+    # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name=f"{args.dataset}-mlp") as run,
+          tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / f"{args.dataset}.parquet"
         df.to_parquet(data_file, index=False)
         mlflow.log_artifact(str(data_file), artifact_path="data")
@@ -128,7 +130,8 @@ def main() -> int:
         version = info.registered_model_version
         MlflowClient().set_registered_model_alias(name, args.alias, version)
         log(f"registered {name} version {version} as @{args.alias}")
-        print(f"runs:/{run.info.run_id}/data/{data_file.name}")
+        data_uri = f"runs:/{run.info.run_id}/data/{data_file.name}"
+    print(data_uri)
     return 0
 
 

@@ -207,8 +207,8 @@ def _read_npz(path: Path) -> Table:
 def _read_parquet(path: Path) -> Table:
     import pyarrow.parquet as pq
 
-    return {name: _column(name, col.combine_chunks()) for name, col in
-            zip(pq.read_table(path).column_names, pq.read_table(path).columns)}
+    table = pq.read_table(path)
+    return {name: _column(name, col.combine_chunks()) for name, col in zip(table.column_names, table.columns)}
 
 
 def _column(name: str, arr: Any) -> np.ndarray:

@@ -28,6 +28,14 @@ def readme_commands() -> str:
     return "\n".join(re.findall(r"```bash\n(.*?)```", body, re.S))
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_on_the_test_server(mlflow_server):
+    """mlflow.artifacts calls below resolve runs:/ and models:/ against the test server."""
+    import mlflow
+
+    mlflow.set_tracking_uri(mlflow_server[0])
+
+
 @pytest.fixture(scope="module")
 def byom(server_env):
     """Run the README section's commands once (they register three sources and four variants)."""
@@ -143,7 +151,6 @@ def test_data_logged_as_a_run_input(byom, client, server_env, tmp_path):
     import pandas as pd
 
     path = _data_file(client, "wine-mlp", "wine.parquet", tmp_path)
-    mlflow.set_tracking_uri(server_env["MLFLOW_TRACKING_URI"])
     frame = pd.read_parquet(path)
     with mlflow.start_run(run_name="wine evaluation data") as run:
         mlflow.log_input(mlflow.data.from_pandas(frame, source=str(path), name="wine-eval", targets="target"),

@@ -45,7 +45,7 @@ def test_nan_in_evaluation_data_stops_the_run_before_compression(nan_source, ser
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
     assert "data checks failed" in last
-    assert "test split (evaluation): expect_column_values_to_be_between(nan_count) failed" in last
+    assert "test split (evaluation): expect_column_values_to_be_between(input.nan_count) failed" in last
     assert "> prune" not in proc.stderr and "> distill" not in proc.stderr  # nothing compressed
     assert "Traceback" not in proc.stderr
     assert not client.search_registered_models("name = 'nan-digits.cpu-x86-int8'")
