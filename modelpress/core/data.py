@@ -1,7 +1,7 @@
-"""Datasets: fixed, seeded splits handed between tasks as plain `.npz` arrays.
+"""Datasets: train / val / test bound to a model's inputs, handed between tasks as plain `.npz` arrays.
 
-Only the task that *builds* a dataset imports scikit-learn (2 s of import);
-every later task reads the `.npz` with numpy alone.
+Only the task that *builds* a dataset (resolve) reads files or imports scikit-learn (2 s of
+import); every later task reads the `.npz` with numpy alone.
 """
 
 from __future__ import annotations
@@ -156,13 +156,9 @@ def known_datasets() -> list[str]:
 
 
 def load_dataset(name: str, seed: int = DEFAULT_SEED) -> DatasetSplits:
-    """A built-in dataset by name, or your own splits: a path to an `.npz` written by `DatasetSplits.save`."""
-    if name.endswith(".npz"):
-        if not Path(name).is_file():
-            raise ModelpressError(f"dataset file {name} not found", "register the model with an existing .npz path")
-        return DatasetSplits.load(name)
+    """A built-in dataset by name (your own data comes in through `modelpress.core.data_source`)."""
     if name not in _LOADERS:
         raise ModelpressError(
-            f"unknown dataset {name!r}", f"use one of: {', '.join(known_datasets())}, or a path to an .npz"
+            f"unknown dataset {name!r}", f"use one of: {', '.join(known_datasets())}, or a path or URI to a data file"
         )
     return _LOADERS[name](seed)
