@@ -109,7 +109,8 @@ def _torch_step(name: str, config: Any, recipe: Any, model_in: Path, dataset: Pa
         _say(f"{name}: off (no {name} section in the recipe); the model passes through")
         return None
     return get_technique(name).apply(
-        Path(model_in), DatasetSplits.load(dataset), config, parse_target(recipe.target), Path(model_out)
+        # Target-independent: it runs once for every target (their settings only matter from QAT on).
+        Path(model_in), DatasetSplits.load(dataset), config, parse_target(recipe.targets[0]), Path(model_out)
     )
 
 
@@ -155,7 +156,7 @@ def log_training_run(
     client = connect(tracking_uri)
     run = client.create_run(
         ensure_experiment(client, tracking_uri),
-        run_name=f"{technique} {recipe.source} for {recipe.target}",
+        run_name=f"{technique} {recipe.source} for {', '.join(recipe.targets)}",
         tags={T.KIND: "training", T.PREFIX + "technique": technique, T.PREFIX + "source.uri": recipe.source},
     )
     now = int(time.time() * 1000)
@@ -209,7 +210,7 @@ def deep_compress_step(recipe_json: str, model_in: Path, dataset: Path, model_ou
 
 
 def qat_step(
-    recipe_json: str, model_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
+    recipe_json: str, target: str, model_in: Path, baseline_onnx: Path, dataset: Path, onnx_out: Path
 ) -> dict[str, float]:
     """The ONNX model to quantize: the baseline itself, or an export of the pruned and/or QAT-tuned model."""
     import shutil
@@ -220,7 +221,7 @@ def qat_step(
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
-    recipe = _recipe(recipe_json)
+    recipe = _recipe(recipe_json).for_target(target)
     if recipe.quantize.qat is None and not recipe.changes_weights():
         # No second export: the untouched source's ONNX is what gets quantized.
         shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
@@ -245,13 +246,13 @@ def qat_step(
 
 
 def quantize_step(
-    recipe_json: str, model_in: Path, dataset: Path | None, model_out: Path
+    recipe_json: str, target: str, model_in: Path, dataset: Path | None, model_out: Path
 ) -> dict[str, float]:
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
-    recipe = _recipe(recipe_json)
+    recipe = _recipe(recipe_json).for_target(target)
     if not recipe.quantizes():
         import shutil
 
@@ -276,7 +277,7 @@ def quantize_step(
 
 
 def evaluate_step(
-    recipe_json: str, candidate: Path, source: Path, dataset: Path, out_json: Path
+    recipe_json: str, target: str, candidate: Path, source: Path, dataset: Path, out_json: Path
 ) -> dict[str, Any]:
     from modelpress.components.evaluate.measure import evaluate
     from modelpress.core import artifacts
@@ -284,7 +285,7 @@ def evaluate_step(
     from modelpress.core.hardware import parse_target
     from modelpress.validators.model_checks import onnx_checker
 
-    recipe = _recipe(recipe_json)
+    recipe = _recipe(recipe_json).for_target(target)
     data = DatasetSplits.load(dataset)
     evaluation = evaluate(
         Path(candidate), Path(source), data, parse_target(recipe.target), recipe.evaluate, progress=_say,
@@ -313,6 +314,7 @@ def gate_inputs(evaluation: dict[str, Any]) -> tuple[dict[str, float], dict[str,
 
 def gate_step(
     recipe_json: str,
+    target: str,
     evaluation_json: Path,
     verdict_out: Path,
     report_out: Path,
@@ -323,7 +325,7 @@ def gate_step(
     from modelpress.validators.gates import Verdict, check_all, render_markdown
     from modelpress.validators.model_checks import check_model
 
-    recipe = _recipe(recipe_json)
+    recipe = _recipe(recipe_json).for_target(target)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
     gates = recipe.active_gates(evaluation.get("task", "classification"))
@@ -381,8 +383,9 @@ def flat_metrics(evaluation: dict[str, Any]) -> dict[str, float]:
 
 def register_step(
     recipe_json: str,
+    target: str,
     tracking_uri: str,
-    source_json: str,
+    source_ref: Path,
     candidate: Path,
     verdict_json: Path,
     report_md: Path | None,
@@ -393,7 +396,7 @@ def register_step(
     from modelpress.registry.store import connect
     from modelpress.registry.variants import register_variant
 
-    recipe = _recipe(recipe_json)
+    recipe = _recipe(recipe_json).for_target(target)
     verdict = json.loads(Path(verdict_json).read_text())
     notes = _read_notes(Path(candidate))
     # Which provider measured what (and what could not be measured here) travels with the variant.
@@ -404,7 +407,7 @@ def register_step(
     training_run = notes.get("distill", {}).get("training_run_id")
     ref = register_variant(
         connect(tracking_uri),
-        source=SourceRef(**json.loads(source_json)),
+        source=SourceRef(**json.loads(Path(source_ref).read_text())),
         model_dir=Path(candidate),
         target=parse_target(recipe.target),
         chain=recipe.chain(),
@@ -419,3 +422,14 @@ def register_step(
     )
     _say(f"{'registered' if ref.created else 'already registered'} {ref.uri} @{ref.alias}")
     return ref.uri
+
+
+def summarize_step(verdict_paths: list[str], summary_out: Path) -> list[dict[str, Any]]:
+    """Every target's verdict in one list (target order); each keeps the path of its verdict file."""
+    rows = [{**json.loads(Path(p).read_text()), "verdict_path": str(p)} for p in verdict_paths]
+    rows.sort(key=lambda r: r["target"])
+    Path(summary_out).write_text(json.dumps(rows, indent=2))
+    passed = [r["target"] for r in rows if r["passed"]]
+    _say(f"summary: {len(passed)} of {len(rows)} targets passed their gates"
+         + (f" ({', '.join(passed)})" if passed else ""))
+    return rows

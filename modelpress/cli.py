@@ -61,7 +61,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
     recipe = _load_recipe(args.recipe)
     tasks = TASKS if recipe.task.kind == "auto" else (recipe.task.kind,)
-    gated = {t: {g.metric for g in recipe.active_gates(t)} for t in tasks}
+    gated = {t: {g.metric for target in recipe.targets for g in recipe.active_gates(t, target)} for t in tasks}
     for name in sorted(produced_metrics(recipe)):
         by = [t for t in tasks if name in gated[t]]
         mark = "" if not by else "  (gated)" if len(by) == len(tasks) else f"  (gated for {', '.join(by)})"
@@ -266,8 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, source=args.source, target=args.target,
                              data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
                                    "uri": args.data})
-    if recipe.quantizes():
-        get_technique("quantize").check_target(recipe.quantize, parse_target(recipe.target))
+    for target in recipe.targets:
+        narrowed = recipe.for_target(target)
+        if narrowed.quantizes():
+            get_technique("quantize").check_target(narrowed.quantize, parse_target(target))
     uri = tracking_uri()
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
@@ -281,36 +283,49 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise
         raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
     _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
-         f"target: {recipe.target}")
-    name = variant_name(ref.name, recipe.target)
-    done = find_variant(client, name, variant_key(ref, recipe.config_hash(), recipe.target))
-    if done is not None and not args.force:
+         f"target{'s' if len(recipe.targets) > 1 else ''}: {', '.join(recipe.targets)}")
+    key = lambda t: variant_key(ref, recipe.config_hash(), t)  # noqa: E731
+    done = {t: mv for t in recipe.targets if (mv := find_variant(client, variant_name(ref.name, t), key(t)))}
+    if done and not args.force:
         # Same source version, recipe and target: the answer is already in the registry.
         from modelpress.registry.retry import retrying
 
-        retrying(lambda: client.set_registered_model_alias(name, recipe.variant.alias, done.version))
-        _say(f"models:/{name}/{done.version} is already registered for {ref.version_uri}, this recipe and "
-             f"{recipe.target}; nothing to run (alias @{recipe.variant.alias} set; --force runs it anyway)")
-        m = T.metrics_from_tags(done.tags)
-        if "size_ratio" in m:
-            print(f"models:/{name}/{done.version} @{recipe.variant.alias}: {_quality(m)} "
-                  f"({_quality_change(m)}), size {m['size_ratio']:.2f}x of source; "
-                  f"`modelpress lineage models:/{name}/{done.version}` for the rest")
-        return 0
+        for target, mv in done.items():
+            name = variant_name(ref.name, target)
+            retrying(lambda n=name, v=mv.version: client.set_registered_model_alias(n, recipe.variant.alias, v))
+            _say(f"models:/{name}/{mv.version} is already registered for {ref.version_uri}, this recipe and "
+                 f"{target}; not run again (alias @{recipe.variant.alias} set; --force runs it anyway)")
+            m = T.metrics_from_tags(mv.tags)
+            if "size_ratio" in m:
+                print(f"models:/{name}/{mv.version} @{recipe.variant.alias}: {_quality(m)} "
+                      f"({_quality_change(m)}), size {m['size_ratio']:.2f}x of source; "
+                      f"`modelpress lineage models:/{name}/{mv.version}` for the rest")
+        if len(done) == len(recipe.targets):
+            return 0
+        recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if t not in done)})
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
-    run = run_local(recipe.to_json(), uri, home() / "runs", verbose=args.verbose, docker=args.docker)
+    run = run_local(recipe.to_json(), list(recipe.targets), uri, home() / "runs", verbose=args.verbose,
+                    docker=args.docker)
 
-    verdict = run.verdict
-    registered = None
-    if verdict["passed"]:
-        mv = find_variant(client, name, variant_key(ref, recipe.config_hash(), recipe.target))
-        registered = f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found"
-    print(_table(name, recipe.target, verdict, registered), flush=True)
+    run.verdicts.sort(key=lambda v: recipe.targets.index(v["target"]))  # the recipe's order
+    rows = []
+    for verdict in run.verdicts:
+        name = variant_name(ref.name, verdict["target"])
+        mv = find_variant(client, name, key(verdict["target"])) if verdict["passed"] else None
+        registered = (f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found") \
+            if verdict["passed"] else None
+        rows.append((name, verdict, registered))
+    print(_table(rows), flush=True)
     _say(f"task logs: {run.log_path}")
-    if run.report_path is not None:
-        _say(f"gate report: {run.report_path}")
-    if not verdict["passed"]:
-        raise GateFailed(f"gate failed, nothing registered: {verdict['reason']}")
+    for verdict in run.verdicts:
+        if (report := run.report_path(verdict)) is not None:
+            _say(f"gate report{'' if len(run.verdicts) == 1 else ' (' + verdict['target'] + ')'}: {report}")
+    failed = [v for v in run.verdicts if not v["passed"]]
+    if len(run.verdicts) == 1 and failed:
+        raise GateFailed(f"gate failed, nothing registered: {failed[0]['reason']}")
+    if failed:
+        raise GateFailed(f"gate failed on {len(failed)} of {len(run.verdicts)} targets, nothing registered for "
+                         + "; ".join(f"{v['target']}: {v['reason']}" for v in failed))
     return 0
 
 
@@ -342,42 +357,50 @@ def _quality_change(m: dict[str, float]) -> str:
     return "-"
 
 
-def _table(variant: str, target: str, verdict: dict, registered: str | None) -> str:
-    """One row per variant, ratios against the source measured in the same run."""
+def _table(rows: list[tuple[str, dict, str | None]]) -> str:
+    """One row per target's variant, ratios against the source measured in the same run."""
+    lines = [_row(name, verdict, registered) for name, verdict, registered in rows]
+    first = rows[0][1]["evaluation"]
+    task = first.get("task", "classification")
+    key, label, fmt = _HEADLINE[task]
+    source = first["source"]
+    batches = sorted(int(k.removeprefix("latency_p50_ms_b")) for k in source if k.startswith("latency_p50_ms_b"))
+    src_latency = ", ".join(f"b{b} {source[f'latency_p50_ms_b{b}']:.3f} ms" for b in batches)
+    own = f", {label} {fmt(source[key])}" if task != "embedding" else ""
+    header = ["variant", "target", "size vs source", label if task == "embedding" else f"{label} vs source",
+              "latency p50 vs source", "gate", "registry URI"]
+    return (f"source: {_size(source['size_bytes'])}{own}, task {task}, "
+            f"latency p50 {src_latency or 'not measured'} ({first['environment'].get('latency_provider', '-')})\n"
+            + _grid(header, lines))
+
+
+def _row(variant: str, verdict: dict, registered: str | None) -> list[str]:
     ev = verdict["evaluation"]
     cand, source, comp = ev["candidate"], ev["source"], ev["comparison"]
     batches = sorted(int(k.removeprefix("latency_ratio_b")) for k in comp if k.startswith("latency_ratio_b"))
     latency = ", ".join(f"b{b} {comp[f'latency_ratio_b{b}']:.2f}x" for b in batches)
-    src_latency = ", ".join(f"b{b} {source[f'latency_p50_ms_b{b}']:.3f} ms" for b in batches)
     packed = ev.get("technique", {}).get("deep_compress_compressed_bytes")
     if packed is not None:  # the registered .mpdc file, not its decoded ONNX, is what ships
         size = f"{_size(packed)} .mpdc ({source['size_bytes'] / packed:.1f}x smaller)"
     else:
         size = f"{_size(cand['size_bytes'])} ({comp['size_ratio']:.2f}x)"
     task = ev.get("task", "classification")
-    key, label, fmt = _HEADLINE[task]
+    key, _, fmt = _HEADLINE[task]
     if task == "classification":
         quality = f"{fmt(cand[key])} ({comp['accuracy_delta'] * 100:+.2f} pt)"
     elif task == "regression":
         quality = f"{fmt(cand[key])} ({(cand[key] / source[key] - 1) * 100:+.1f}%)" if source[key] else fmt(cand[key])
     else:
         quality = f"mean {fmt(cand[key])}, min {fmt(cand['cosine_min'])}"
-    header = ["variant", "target", "size vs source", label if task == "embedding" else f"{label} vs source",
-              "latency p50 vs source",
-              "gate", "registry URI"]
-    row = [
+    return [
         variant,
-        target,
+        verdict["target"],
         size,
         quality,
         latency or ev["environment"].get("latency_unavailable", "not measured"),
         "PASSED" if verdict["passed"] else "FAILED",
         registered or "- (not registered)",
     ]
-    own = f", {label} {fmt(source[key])}" if task != "embedding" else ""
-    return (f"source: {_size(source['size_bytes'])}{own}, task {task}, "
-            f"latency p50 {src_latency or 'not measured'} ({ev['environment'].get('latency_provider', '-')})\n"
-            + _grid(header, [row]))
 
 
 # ---------------------------------------------------------------- parser

@@ -82,8 +82,8 @@ def submit(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, ru
     with tempfile.TemporaryDirectory(prefix="modelpress-submit-") as tmp:
         result = client.create_run_from_pipeline_package(
             str(_package(recipe, Path(tmp))),
-            arguments={"recipe": recipe.to_json(), "tracking_uri": tracking_uri},
-            run_name=run_name or f"modelpress {recipe.source} for {recipe.target}",
+            arguments={"recipe": recipe.to_json(), "tracking_uri": tracking_uri, "targets": list(recipe.targets)},
+            run_name=run_name or f"modelpress {recipe.source} for {', '.join(recipe.targets)}",
             experiment_name=experiment,
         )
     return {"run_id": result.run_id, "host": cluster.host}
@@ -106,7 +106,7 @@ def schedule(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, 
         rr = client.create_recurring_run(
             experiment_id=exp.experiment_id, job_name=name, cron_expression=cron,
             max_concurrency=max_concurrency, no_catchup=True,
-            params={"recipe": recipe.to_json(), "tracking_uri": tracking_uri},
+            params={"recipe": recipe.to_json(), "tracking_uri": tracking_uri, "targets": list(recipe.targets)},
             pipeline_package_path=str(_package(recipe, Path(tmp))),
         )
     return {"recurring_run_id": rr.recurring_run_id, "cron": cron, "replaced": replaced, "host": cluster.host}

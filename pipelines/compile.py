@@ -21,9 +21,11 @@ def components() -> dict:
     from modelpress.components.quantize.component import quantize
     from modelpress.components.register.component import register
     from modelpress.components.resolve.component import resolve
+    from modelpress.components.summarize.component import summarize
     from modelpress.components.validate_data.component import validate_data
 
-    return {c.name: c for c in (resolve, validate_data, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate, gate, register)}
+    return {c.name: c for c in (resolve, validate_data, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate,
+                                    gate, register, summarize)}
 
 
 def compile_pipeline(path: Path, recipe: Any = None) -> Path:
@@ -33,7 +35,7 @@ def compile_pipeline(path: Path, recipe: Any = None) -> Path:
     from modelpress.pipelines.compress import compress
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    params = {"recipe": recipe.to_json()} if recipe is not None else None
+    params = {"recipe": recipe.to_json(), "targets": list(recipe.targets)} if recipe is not None else None
     compiler.Compiler().compile(compress, str(path), pipeline_parameters=params)
     return path
 

@@ -28,9 +28,13 @@ _TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 @dataclass(frozen=True)
 class LocalRun:
-    verdict: dict[str, Any]
+    verdicts: list[dict[str, Any]]  # one per target, in target order
     log_path: Path
-    report_path: Path | None = None  # the gate step's Markdown report, written pass or fail
+
+    def report_path(self, verdict: dict[str, Any]) -> Path | None:
+        """The gate step's Markdown report for that target, written pass or fail (beside its verdict)."""
+        report = Path(verdict["verdict_path"]).parent / "report"
+        return report if report.is_file() else None
 
 
 class _ProgressTee(io.TextIOBase):
@@ -69,7 +73,7 @@ class _ProgressTee(io.TextIOBase):
 
 
 def run_local(
-    recipe_json: str, tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False
+    recipe_json: str, targets: list[str], tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False
 ) -> LocalRun:
     """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
     from kfp import local
@@ -101,7 +105,7 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose)):
             try:
-                task = compress(recipe=recipe_json, tracking_uri=tracking_uri)
+                task = compress(recipe=recipe_json, tracking_uri=tracking_uri, targets=targets)
             except RuntimeError:
                 reason = Path(err_path).read_text().strip().splitlines()
                 if reason:
@@ -112,8 +116,4 @@ def run_local(
     finally:
         os.environ.pop(ERROR_FILE_ENV, None)
         Path(err_path).unlink(missing_ok=True)
-    verdict_path = Path(task.output.path)
-    # kfp.local writes each task's outputs side by side: <root>/<run>/gate/{verdict,report}.
-    report = verdict_path.parent / "report"
-    return LocalRun(verdict=json.loads(verdict_path.read_text()), log_path=log_path,
-                    report_path=report if report.is_file() else None)
+    return LocalRun(verdicts=json.loads(Path(task.output.path).read_text()), log_path=log_path)

@@ -50,7 +50,11 @@ class Recipe(FrozenConfig):
         default="models:/digits-cnn@champion",
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
     )
-    target: str = Field(default="cpu-x86-int8", description="Hardware target (modelpress targets).")
+    targets: tuple[str, ...] = Field(
+        default=("cpu-x86-int8",), min_length=1, max_length=8,
+        description="Hardware targets (modelpress targets), one variant each; `target: X` is shorthand for "
+        "`targets: [X]`. Resolve, data checks, distill, prune and deep compression run once for all of them.",
+    )
     data: DataConfig = Field(
         default_factory=DataConfig,
         description="The data to calibrate, train and evaluate on; default: the source's modelpress.dataset tag.",
@@ -88,33 +92,66 @@ class Recipe(FrozenConfig):
             raise ValueError(str(exc)) from None
         return v.strip()
 
-    @field_validator("target")
+    @model_validator(mode="before")
     @classmethod
-    def _target(cls, v: str) -> str:
+    def _one_target(cls, data: Any) -> Any:
+        """`target: X` reads as `targets: [X]`."""
+        if isinstance(data, dict) and "target" in data:
+            data = dict(data)
+            one = data.pop("target")
+            if one is not None:
+                if data.get("targets") is not None:
+                    raise ValueError("give `target` or `targets`, not both")
+                data["targets"] = [one]
+        return data
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         try:
-            return parse_target(v).name
+            names = tuple(parse_target(t).name for t in v)
         except ModelpressError as exc:
             raise ValueError(str(exc)) from None
+        if len(set(names)) != len(names):
+            raise ValueError(f"targets {list(names)} name a target twice")
+        return names
+
+    @property
+    def target(self) -> str:
+        """The one target of a recipe narrowed by `for_target` (each per-target task's view)."""
+        if len(self.targets) != 1:
+            raise ModelpressError(f"this step runs per target; the recipe has {len(self.targets)}",
+                                  "narrow it with Recipe.for_target(name)")
+        return self.targets[0]
+
+    def for_target(self, target: str) -> Recipe:
+        """The recipe as one target's tasks see it."""
+        name = parse_target(target).name
+        if name not in self.targets:
+            raise ModelpressError(f"target {name} is not one of the recipe's targets ({', '.join(self.targets)})",
+                                  "run the pipeline with the targets of its recipe (modelpress compile/submit do)")
+        return self.model_copy(update={"targets": (name,)})
 
     @model_validator(mode="after")
     def _something_to_do(self) -> Recipe:
+        quantizing = [t for t in self.targets if parse_target(t).quantization is not None]
         if self.deep_compress is not None:
             if self.prune is not None:
                 raise ValueError("deep_compress prunes as its first stage: move the prune settings to "
                                  "deep_compress.prune")
-            if self.quantizes():
+            if quantizing:
                 raise ValueError(
-                    f"deep_compress stores shared float weights, but target {self.target} quantizes them "
+                    f"deep_compress stores shared float weights, but target {quantizing[0]} quantizes them "
                     "again; use an fp32 target (cpu-x86-fp32)"
                 )
-        if not self.quantizes():  # an fp32 target: nothing is quantized
-            if self.quantize != QuantizeConfig():
-                raise ValueError(f"target {self.target} is fp32: drop the quantize section")
-            if not self.changes_weights():
-                raise ValueError(
-                    f"target {self.target} is fp32 and there is no distill, prune or deep_compress section, so the "
-                    "variant would be the source itself; add one, or pick an int8 or fp16 target"
-                )
+        if not quantizing and self.quantize != QuantizeConfig():
+            raise ValueError(f"target {self.targets[0]} is fp32: drop the quantize section")
+        fp32 = [t for t in self.targets if t not in quantizing]
+        if fp32 and not self.changes_weights():  # an fp32 target: nothing is quantized
+            raise ValueError(
+                f"target {fp32[0]} is fp32 and there is no distill, prune or deep_compress section, so the "
+                "variant would be the source itself; add one, or pick an int8 or fp16 target"
+            )
         return self
 
     @model_validator(mode="after")
@@ -135,13 +172,14 @@ class Recipe(FrozenConfig):
                     f"gate on {gate.metric!r}: no step of this recipe produces that metric; {hint}"
                     "`modelpress metrics --recipe FILE` lists the ones it does"
                 )
-        if not gates_for(self.gates, self.target):
-            raise ValueError(f"no gate applies to target {self.target}: add one without `targets`, or list it")
+        for target in self.targets:
+            if not gates_for(self.gates, target):
+                raise ValueError(f"no gate applies to target {target}: add one without `targets`, or list it")
         return self
 
-    def active_gates(self, task: str) -> tuple[Gate, ...]:
-        """The gates the candidate must pass on this recipe's target, for the run's task."""
-        return gates_for(self.gates if self.gates is not None else default_gates(task), self.target)
+    def active_gates(self, task: str, target: str | None = None) -> tuple[Gate, ...]:
+        """The gates a candidate for `target` (default: the narrowed recipe's one) must pass, for the run's task."""
+        return gates_for(self.gates if self.gates is not None else default_gates(task), target or self.target)
 
     def check_gates_for(self, task: str, why: str) -> None:
         """Refuse, before any compute, a gate on a metric the run's task does not produce."""
@@ -149,7 +187,7 @@ class Recipe(FrozenConfig):
         from modelpress.pipelines.metrics import produced_metrics
 
         produced = produced_metrics(self, task)
-        for gate in self.active_gates(task):
+        for gate in (g for t in self.targets for g in self.active_gates(task, t)):
             if gate.metric not in produced:
                 raise ModelpressError(
                     f"gate on {gate.metric!r} cannot be measured: this run's task is {task} ({why})",
@@ -168,7 +206,7 @@ class Recipe(FrozenConfig):
         Source version and target are separate parts of the variant key; evaluate and
         data-check settings only change how it is measured, so they are left out.
         """
-        body = self.model_dump(mode="json", exclude={"source", "target", "evaluate", "data_checks"})
+        body = self.model_dump(mode="json", exclude={"source", "targets", "evaluate", "data_checks"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self) -> list[str]:
@@ -204,5 +242,7 @@ def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
             raise ModelpressError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(data, dict):
             raise ModelpressError(f"{p}: the top level must be a mapping of sections")
+    if overrides.get("target") is not None:  # --target replaces the recipe's target(s)
+        data.pop("targets", None)
     data.update({k: v for k, v in overrides.items() if v is not None})
     return parse_config(Recipe, data, where)

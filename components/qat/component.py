@@ -7,6 +7,7 @@ from modelpress.components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def qat(
     recipe: str,
+    target: str,
     model: Input[Model],
     baseline: Input[Model],
     dataset: Input[Dataset],
@@ -22,7 +23,7 @@ def qat(
     from modelpress.components.steps import qat_step
     from modelpress.components.task import user_errors
 
-    with user_errors("qat"):
-        measured = qat_step(recipe, model.path, baseline.path, dataset.path, prepared.path)
+    with user_errors(f"qat [{target}]"):
+        measured = qat_step(recipe, target, model.path, baseline.path, dataset.path, prepared.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

@@ -7,8 +7,9 @@ from modelpress.components.image import IMAGE
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def register(
     recipe: str,
+    target: str,
     tracking_uri: str,
-    source: str,
+    source: Input[Artifact],
     candidate: Input[Model],
     verdict: Input[Artifact],
     report: Input[Markdown],
@@ -21,7 +22,7 @@ def register(
     from modelpress.components.steps import register_step
     from modelpress.components.task import user_errors
 
-    with user_errors("register"):
+    with user_errors(f"register [{target}]"):
         return register_step(
-            recipe, tracking_uri, source, candidate.path, verdict.path, report.path, pipeline_run_id
+            recipe, target, tracking_uri, source.path, candidate.path, verdict.path, report.path, pipeline_run_id
         )

@@ -7,7 +7,14 @@ import yaml
 from modelpress.components.image import IMAGE
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate", "gate", "register"]
+STEPS = ["resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
+         "gate", "register", "summarize"]
+PER_TARGET = ("qat", "quantize", "evaluate", "gate")
+
+
+def _tasks(spec: dict) -> dict:
+    """Every task of the pipeline, the per-target ones (inside the ParallelFor) included."""
+    return {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
@@ -23,27 +30,46 @@ def test_pipeline_compiles_and_loads_back(tmp_path: Path):
         assert ex["container"]["image"] == IMAGE
         # no pip install at run time: the image carries everything
         assert "pip install" not in " ".join(ex["container"]["command"])
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"recipe", "tracking_uri"}
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"recipe", "tracking_uri", "targets"}
+
+
+def test_targets_fan_out_and_the_verdicts_fan_in(tmp_path: Path):
+    from modelpress.pipelines.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-cpu-targets.yaml")
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
+    root = spec["root"]["dag"]["tasks"]
+    assert root["for-loop-1"]["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--targets"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["targets"]["defaultValue"] == [
+        "cpu-x86-int8", "cpu-arm64-int8", "cpu-x86-fp32"]
+    # Target-independent steps run once, outside the loop; the per-target ones inside it.
+    assert {"resolve", "validate-data", "prune", "distill", "deep-compress", "export-onnx"} <= set(root)
+    assert set(PER_TARGET) <= set(spec["components"]["comp-for-loop-1"]["dag"]["tasks"])
+    assert root["summarize"]["inputs"]["artifacts"]["verdicts"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "pipelinechannel--gate-verdict", "producerTask": "for-loop-1"}
 
 
 def test_register_runs_only_when_gates_pass(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
-    cond = spec["root"]["dag"]["tasks"]["condition-1"]
+    cond = _tasks(spec)["condition-2"]
     assert "gate-Output" in cond["triggerPolicy"]["condition"]
-    assert "register" in spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert "register" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
 
 
 def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
-    tasks = spec["root"]["dag"]["tasks"]
+    tasks = _tasks(spec)
     assert tasks["resolve"]["cachingOptions"] == {}
     assert tasks["evaluate"]["cachingOptions"] == {}
 
 
 def test_every_compression_step_waits_for_the_data_checks(tmp_path: Path):
-    tasks = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())["root"]["dag"]["tasks"]
-    for name in ("distill", "prune", "deep-compress", "qat", "quantize", "evaluate", "export-onnx"):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    for name in ("distill", "prune", "deep-compress", "export-onnx", "for-loop-1"):
         assert "validate-data" in tasks[name].get("dependentTasks", []), name
+    loop = spec["components"]["comp-for-loop-1"]
+    assert loop["inputDefinitions"]["artifacts"]["pipelinechannel--validate-data-validated"]
     assert tasks["prune"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "validated", "producerTask": "validate-data"}
 
