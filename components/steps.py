@@ -10,6 +10,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from modelpress.core.progress import for_target
 from modelpress.core.progress import say as _say
 
 NOTES_FILE = "technique_notes.json"
@@ -222,6 +223,7 @@ def qat_step(
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json).for_target(target)
+    for_target(target)  # progress lines name it: the targets' tasks run side by side
     if recipe.quantize.qat is None and not recipe.changes_weights():
         # No second export: the untouched source's ONNX is what gets quantized.
         shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
@@ -253,6 +255,7 @@ def quantize_step(
     from modelpress.core.technique import get_technique
 
     recipe = _recipe(recipe_json).for_target(target)
+    for_target(target)  # progress lines name it: the targets' tasks run side by side
     if not recipe.quantizes():
         import shutil
 
@@ -286,6 +289,7 @@ def evaluate_step(
     from modelpress.validators.model_checks import onnx_checker
 
     recipe = _recipe(recipe_json).for_target(target)
+    for_target(target)  # progress lines name it: the targets' tasks run side by side
     data = DatasetSplits.load(dataset)
     evaluation = evaluate(
         Path(candidate), Path(source), data, parse_target(recipe.target), recipe.evaluate, progress=_say,
@@ -326,6 +330,7 @@ def gate_step(
     from modelpress.validators.model_checks import check_model
 
     recipe = _recipe(recipe_json).for_target(target)
+    for_target(target)  # progress lines name it: the targets' tasks run side by side
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
     gates = recipe.active_gates(evaluation.get("task", "classification"))
@@ -397,6 +402,7 @@ def register_step(
     from modelpress.registry.variants import register_variant
 
     recipe = _recipe(recipe_json).for_target(target)
+    for_target(target)  # progress lines name it: the targets' tasks run side by side
     verdict = json.loads(Path(verdict_json).read_text())
     notes = _read_notes(Path(candidate))
     # Which provider measured what (and what could not be measured here) travels with the variant.

@@ -305,7 +305,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if t not in done)})
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
     run = run_local(recipe.to_json(), list(recipe.targets), uri, home() / "runs", verbose=args.verbose,
-                    docker=args.docker)
+                    docker=args.docker, quiet=args.quiet)
 
     run.verdicts.sort(key=lambda v: recipe.targets.index(v["target"]))  # the recipe's order
     rows = []
@@ -418,7 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_run_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--target", help="hardware target (see `modelpress targets`); default cpu-x86-int8")
-        sp.add_argument("--verbose", "-v", action="store_true", help="stream every task's full log")
+        loud = sp.add_mutually_exclusive_group()
+        loud.add_argument("--verbose", "-v", action="store_true", help="stream every task's full log")
+        loud.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the result table "
+                          "and errors")
         sp.add_argument("--force", action="store_true", help="run even when this source version, recipe and "
                         "target already have a registered variant (the registry still keeps one)")
         sp.add_argument("--docker", action="store_true", help="run every task in the component image "

@@ -13,6 +13,7 @@ import os
 import re
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import redirect_stdout
 from dataclasses import dataclass
@@ -38,11 +39,15 @@ class LocalRun:
 
 
 class _ProgressTee(io.TextIOBase):
-    """Everything to the log; step starts/ends and `[modelpress]` lines to the terminal."""
+    """Everything to the log; to the terminal, each task as it starts and ends (its target, its seconds)
+    and the steps' own `[modelpress]` lines. Quiet: only failures. Plain lines either way, so a
+    pipe or a CI log reads the same as a terminal."""
 
-    def __init__(self, log: TextIO, terminal: TextIO, verbose: bool) -> None:
-        self.log, self.terminal, self.verbose = log, terminal, verbose
+    def __init__(self, log: TextIO, terminal: TextIO, verbose: bool, quiet: bool = False) -> None:
+        self.log, self.terminal, self.verbose, self.quiet = log, terminal, verbose, quiet
         self._buf = ""
+        # Start times by task name; the targets' tasks of one name run side by side, first in first out.
+        self._started: dict[str, list[float]] = {}
 
     def write(self, s: str) -> int:
         self.log.write(s)
@@ -57,15 +62,23 @@ class _ProgressTee(io.TextIOBase):
 
     def _show(self, line: str) -> None:
         if m := _TASK_START.search(line):
-            self.terminal.write(f"  > {m[1]}\n")
+            self._started.setdefault(m[1], []).append(time.monotonic())
+            out = f"  > {m[1]}"
         elif m := _TASK_END.search(line):
-            if m[2] != "SUCCESS":
-                self.terminal.write(f"  x {m[1]} {m[2].lower()}\n")
+            starts = self._started.get(m[1])
+            took = f" in {time.monotonic() - starts.pop(0):.1f} s" if starts else ""
+            if m[2] != "SUCCESS":  # shown even when quiet
+                self.terminal.write(f"  x {m[1]} {m[2].lower()}{took}\n")
+                self.terminal.flush()
+                return
+            out = f"  < {m[1]}{took}"
         elif line.startswith("[modelpress]"):
-            self.terminal.write(f"    {line.removeprefix('[modelpress] ')}\n")
+            out = f"    {line.removeprefix('[modelpress] ')}"
         else:
             return
-        self.terminal.flush()
+        if not self.quiet:
+            self.terminal.write(out + "\n")
+            self.terminal.flush()
 
     def flush(self) -> None:
         self.log.flush()
@@ -73,7 +86,8 @@ class _ProgressTee(io.TextIOBase):
 
 
 def run_local(
-    recipe_json: str, targets: list[str], tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False
+    recipe_json: str, targets: list[str], tracking_uri: str, runs_dir: Path, verbose: bool = False,
+    docker: bool = False, quiet: bool = False,
 ) -> LocalRun:
     """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
     from kfp import local
@@ -100,10 +114,13 @@ def run_local(
     else:
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner, pipeline_root=str(runs_dir))
+    # kfp.local wraps sys.stdout/sys.stderr while a task streams its log; with the targets' tasks in
+    # threads, a wrapper can outlive the run and indent what the CLI prints next. Put them back after.
+    streams = sys.stdout, sys.stderr
     try:
         # kfp warns on any image without "python" in its name; ours is a Python image.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
-        with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose)):
+        with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose, quiet)):
             try:
                 task = compress(recipe=recipe_json, tracking_uri=tracking_uri, targets=targets)
             except RuntimeError:
@@ -114,6 +131,7 @@ def run_local(
                     "a pipeline task failed", f"see the task logs in {log_path}"
                 ) from None
     finally:
+        sys.stdout, sys.stderr = streams
         os.environ.pop(ERROR_FILE_ENV, None)
         Path(err_path).unlink(missing_ok=True)
     return LocalRun(verdicts=json.loads(Path(task.output.path).read_text()), log_path=log_path)

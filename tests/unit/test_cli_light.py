@@ -58,3 +58,27 @@ def test_train_demo_offers_exactly_the_zoo_presets():
                           capture_output=True, text=True, timeout=60)
     offered = proc.stdout.split("--architecture {", 1)[1].split("}", 1)[0].split(",")
     assert offered == list(PRESETS)
+
+
+def test_progress_shows_each_task_start_and_end_with_seconds_and_quiet_shows_only_failures():
+    import io
+
+    from modelpress.pipelines.local import _ProgressTee
+
+    kfp_lines = (
+        "13:30:43.650 - INFO - Executing task \x1b[96m'quantize'\x1b[0m\n"
+        "    [KFP Executor] Got executor_input: {...}\n"
+        "[modelpress] [cpu-x86-int8] quantize: mode static, size 0.32x of source\n"
+        "13:30:49.049 - INFO - Task \x1b[96m'quantize'\x1b[0m finished with status \x1b[92mSUCCESS\x1b[0m\n"
+        "13:30:49.051 - INFO - Executing task 'gate'\n"
+        "13:30:50.051 - INFO - Task 'gate' finished with status FAILURE\n"
+    )
+    for quiet, expected in ((False, ["  > quantize", "    [cpu-x86-int8] quantize: mode static, size 0.32x of source",
+                                     "  < quantize in", "  > gate", "  x gate failure in"]),
+                            (True, ["  x gate failure in"])):
+        log, terminal = io.StringIO(), io.StringIO()
+        tee = _ProgressTee(log, terminal, verbose=False, quiet=quiet)
+        tee.write(kfp_lines)
+        shown = terminal.getvalue().splitlines()
+        assert [line[: len(e)] for line, e in zip(shown, expected)] == expected and len(shown) == len(expected)
+        assert log.getvalue() == kfp_lines  # the log keeps everything
