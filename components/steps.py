@@ -23,6 +23,13 @@ def _recipe(recipe_json: str):
     return parse_config(Recipe, recipe_json, "recipe")
 
 
+def _target_recipe(recipe_json: str, target: str):
+    """The recipe as one target's task sees it; that task's progress lines name the target too
+    (the targets' tasks run side by side, so their lines interleave)."""
+    for_target(target)
+    return _recipe(recipe_json).for_target(target)
+
+
 def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_out: Path) -> dict:
     """Resolve the source URI, fetch the model, and bind the run's data to its inputs (all preflight)."""
     from modelpress.components.resolve.run_data import prepare_data
@@ -222,8 +229,7 @@ def qat_step(
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
-    recipe = _recipe(recipe_json).for_target(target)
-    for_target(target)  # progress lines name it: the targets' tasks run side by side
+    recipe = _target_recipe(recipe_json, target)
     if recipe.quantize.qat is None and not recipe.changes_weights():
         # No second export: the untouched source's ONNX is what gets quantized.
         shutil.copytree(baseline_onnx, onnx_out, dirs_exist_ok=True)
@@ -254,8 +260,7 @@ def quantize_step(
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
 
-    recipe = _recipe(recipe_json).for_target(target)
-    for_target(target)  # progress lines name it: the targets' tasks run side by side
+    recipe = _target_recipe(recipe_json, target)
     if not recipe.quantizes():
         import shutil
 
@@ -288,8 +293,7 @@ def evaluate_step(
     from modelpress.core.hardware import parse_target
     from modelpress.validators.model_checks import onnx_checker
 
-    recipe = _recipe(recipe_json).for_target(target)
-    for_target(target)  # progress lines name it: the targets' tasks run side by side
+    recipe = _target_recipe(recipe_json, target)
     data = DatasetSplits.load(dataset)
     evaluation = evaluate(
         Path(candidate), Path(source), data, parse_target(recipe.target), recipe.evaluate, progress=_say,
@@ -329,8 +333,7 @@ def gate_step(
     from modelpress.validators.gates import Verdict, check_all, render_markdown
     from modelpress.validators.model_checks import check_model
 
-    recipe = _recipe(recipe_json).for_target(target)
-    for_target(target)  # progress lines name it: the targets' tasks run side by side
+    recipe = _target_recipe(recipe_json, target)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
     gates = recipe.active_gates(evaluation.get("task", "classification"))
@@ -401,8 +404,7 @@ def register_step(
     from modelpress.registry.store import connect
     from modelpress.registry.variants import register_variant
 
-    recipe = _recipe(recipe_json).for_target(target)
-    for_target(target)  # progress lines name it: the targets' tasks run side by side
+    recipe = _target_recipe(recipe_json, target)
     verdict = json.loads(Path(verdict_json).read_text())
     notes = _read_notes(Path(candidate))
     # Which provider measured what (and what could not be measured here) travels with the variant.

@@ -29,7 +29,8 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
     from modelpress.registry.tags import DATASET
 
     tag = manifest.dataset or tags.get(DATASET)
-    raw = _builtin(tag) if _uses_builtin(recipe, tag) else read_data(recipe.data, tag, run_id, client)
+    builtin = _uses_builtin(recipe, tag)
+    raw = _builtin(tag) if builtin else read_data(recipe.data, tag, run_id, client)
     splits, binding = bind(raw, manifest, recipe.data)
     output = _scored_output(recipe.task.output, manifest)
     task, why = infer_task(recipe.task, splits["train"].labels, output)
@@ -45,7 +46,7 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
         info["pooling"], info["mask_input"] = _pooling(recipe.task.pooling, manifest, output)
     if manifest.format == "onnx":
         info["vocabularies"] = vocabularies(artifacts.onnx_file(model_dir))
-    name = tag if _uses_builtin(recipe, tag) else _data_name(recipe, tag)
+    name = tag if builtin else _data_name(recipe, tag)
     seed = raw.provenance.get("split", {}).get("seed", recipe.data.split.seed)
     return DatasetSplits(name, seed, splits["train"], splits["val"], splits["test"], info)
 
