@@ -10,10 +10,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from modelpress.core.artifacts import NOTES_FILE
 from modelpress.core.progress import for_target
 from modelpress.core.progress import say as _say
-
-NOTES_FILE = "technique_notes.json"
 
 
 def _recipe(recipe_json: str):
@@ -40,7 +39,8 @@ def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_o
     client = connect(tracking_uri)
     ref = src.resolve(client, recipe.source)
     _say(f"resolved {recipe.source} -> {ref.version_uri}")
-    manifest = src.fetch(ref, Path(model_out))
+    manifest = src.fetch(ref, Path(model_out), trust_pickle=recipe.trust_pickled_source)
+    _refuse_torch_steps_on_onnx(recipe, manifest)
     _say(f"model: {', '.join(i.describe() for i in manifest.inputs)} -> "
          f"{', '.join(o.describe() for o in manifest.outputs)}")
     data = prepare_data(recipe, manifest, Path(model_out), ref.tags, ref.run_id, client)
@@ -56,6 +56,20 @@ def resolve_step(recipe_json: str, tracking_uri: str, model_out: Path, dataset_o
     _say(f"task: {info['task']} ({info['task_reason']}); scored output: {info['output']}"
          + (f"; pooling: {info['pooling']}" if "pooling" in info else ""))
     return asdict(ref)
+
+
+def _refuse_torch_steps_on_onnx(recipe: Any, manifest: Any) -> None:
+    """Steps that train torch weights need a torch model: the source, or a distilled student."""
+    from modelpress.errors import ModelpressError
+
+    steps = [n for n, on in (("prune", recipe.prune), ("deep_compress", recipe.deep_compress),
+                             ("quantize.qat", recipe.quantize.qat)) if on is not None]
+    if steps and not manifest.is_torch and recipe.distill is None:
+        raise ModelpressError(
+            f"{', '.join(steps)} train torch weights, but {recipe.source} is {manifest.format}",
+            "register the torch model itself (mlflow.pytorch.log_model), add a distill section (its student "
+            "is a torch model), or drop those sections; quantize works on ONNX as it is",
+        )
 
 
 def validate_data_step(recipe_json: str, dataset_in: Path, dataset_out: Path, report_out: Path) -> bool:
@@ -90,6 +104,7 @@ def export_step(model_in: Path, model_out: Path) -> None:
     from modelpress.components.export_onnx.onnx_export import export_onnx
 
     export_onnx(Path(model_in), Path(model_out))
+    _write_notes(Path(model_out), _read_notes(Path(model_in)))  # the source's notes (how it was loaded)
     _say(f"exported ONNX to {model_out}")
 
 
@@ -142,8 +157,8 @@ def distill_step(
         return {}
     history = result.notes.pop("history")
     run_id = log_training_run(tracking_uri, recipe, "distill", result.metrics, history)
-    _write_notes(Path(model_out), {"distill": {**result.notes, "metrics": result.metrics,
-                                               "training_run_id": run_id}})
+    _write_notes(Path(model_out), {**_read_notes(Path(source_in)),
+                                   "distill": {**result.notes, "metrics": result.metrics, "training_run_id": run_id}})
     m = result.metrics
     _say(f"distill: student {int(m['student_params'])} params ({m['params_ratio']:.2f}x of the teacher), "
          f"val accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f}); MLflow run {run_id}")

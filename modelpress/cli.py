@@ -261,9 +261,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.registry.store import connect, home, tracking_uri
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
-    recipe = load_recipe(args.recipe, source=args.source, target=args.target)
+    trust = {"trust_pickled_source": True} if args.trust_pickled_source else {}
+    recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust)
     if args.data:  # the flag names the file; the recipe's other data keys (label, inputs, split) still apply
-        recipe = load_recipe(args.recipe, source=args.source, target=args.target,
+        recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust,
                              data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
                                    "uri": args.data})
     for target in recipe.targets:
@@ -447,6 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--source", help="source model URI, e.g. models:/digits-cnn@champion")
     r.add_argument("--data", help="data file for this run: a path or an MLflow artifact URI (runs:/<run>/data.parquet); "
                    "replaces the recipe's data location (default: the source's modelpress.dataset tag)")
+    r.add_argument("--trust-pickled-source", action="store_true",
+                   help="load a source logged as a pickled torch module (mlflow.pytorch before MLflow 3); "
+                   "unpickling runs code from the registry, so only for models you trust (recorded on the "
+                   "variant; recipe key trust_pickled_source)")
     add_run_options(r)
     r.set_defaults(func=cmd_run)
 

@@ -82,6 +82,12 @@ class Recipe(FrozenConfig):
         description="ONNX checker, the target's own provider, and agreement with the source; fail like gates.",
     )
     variant: VariantConfig = Field(default_factory=VariantConfig, description="How the variant is registered.")
+    trust_pickled_source: bool = Field(
+        default=False,
+        description="Load a source logged as a pickled torch module (mlflow.pytorch before MLflow 3). Unpickling "
+        "runs any code the file names, so only for models whose author you trust; recorded on the variant. "
+        "torch.export programs, ONNX and modelpress's own models never need it.",
+    )
 
     @field_validator("source")
     @classmethod
@@ -206,7 +212,8 @@ class Recipe(FrozenConfig):
         Source version and target are separate parts of the variant key; evaluate and
         data-check settings only change how it is measured, so they are left out.
         """
-        body = self.model_dump(mode="json", exclude={"source", "targets", "evaluate", "data_checks"})
+        body = self.model_dump(mode="json", exclude={"source", "targets", "evaluate", "data_checks",
+                                                     "trust_pickled_source"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self) -> list[str]:

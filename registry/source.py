@@ -74,11 +74,11 @@ def resolve(client: MlflowClient, uri: str) -> SourceRef:
     return SourceRef(ref.name, str(mv.version), uri, mv.run_id, dict(mv.tags or {}))
 
 
-def fetch(source: SourceRef, out_dir: Path) -> artifacts.ModelManifest:
+def fetch(source: SourceRef, out_dir: Path, trust_pickle: bool = False) -> artifacts.ModelManifest:
     """Download the version and write it to `out_dir` as a modelpress model folder.
 
-    Accepts what modelpress registers (a torch-npz folder under the pyfunc
-    flavor, or ONNX with our manifest) and any plain MLflow ONNX model.
+    Accepts what modelpress registers (a torch-npz folder under the pyfunc flavor), any
+    MLflow ONNX model, and `mlflow.pytorch` models (a pickled one only with `trust_pickle`).
     """
     import mlflow
     import yaml
@@ -107,9 +107,14 @@ def fetch(source: SourceRef, out_dir: Path) -> artifacts.ModelManifest:
             _require_batch_axis(model, what)
             artifacts.save_onnx(out_dir, model, dataset=dataset)
             return artifacts.read_manifest(out_dir)
+        if "pytorch" in flavors:
+            from modelpress.registry.torch_source import fetch_pytorch
+
+            mlmodel = yaml.safe_load(mlmodel_path.read_text()) or {}
+            return fetch_pytorch(local, mlmodel, out_dir, what, dataset, trust_pickle)
         raise ModelpressError(
-            f"{what} has flavors {sorted(flavors)}; modelpress reads ONNX or its own torch format",
-            "register the model as ONNX (mlflow.onnx.log_model)",
+            f"{what} has flavors {sorted(flavors)}; modelpress reads mlflow.pytorch, mlflow.onnx and its own format",
+            "log the model with mlflow.pytorch.log_model or mlflow.onnx.log_model",
         )
 
 

@@ -20,7 +20,7 @@ from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
 from modelpress.core.progress import say as _say
-from modelpress.core.technique import Result, Technique
+from modelpress.core.technique import Result, Technique, require_torch
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -43,8 +43,13 @@ def compress(
     config: DeepCompressConfig,
     dataset: str | None = None,
     say: Callable[[str], None] = _say,
+    manifest: artifacts.ModelManifest | None = None,
 ) -> tuple[torch.nn.Module, Any, bytes, list[dict[str, Any]], dict[str, int]]:
-    """Run the three stages; returns (decoded model, its spec, file bytes, per-stage rows, byte breakdown)."""
+    """Run the three stages; returns (decoded model, its spec, file bytes, per-stage rows, byte breakdown).
+
+    `arch` is a catalog model's spec; for any other model it is None and `manifest` (a
+    torch-export folder's) says its inputs: the file then carries the program's graph.
+    """
     import numpy as np
     import torch
     from torch import nn
@@ -94,11 +99,17 @@ def compress(
 
     # Stage 3
     half = np.float16 if config.half_precision_extras else np.float32
-    bundle = container.Bundle(meta={"architecture": arch.model_dump(mode="json"),
-                                    "input": input_spec.model_dump(mode="json"), "dataset": dataset})
+    if arch is not None:
+        bundle = container.Bundle(meta={"architecture": arch.model_dump(mode="json"),
+                                        "input": input_spec.model_dump(mode="json"), "dataset": dataset})
+        keys = list(build_model(arch).state_dict())  # the order decode_model derives from the architecture
+    else:
+        skel = _program_skeleton(module, manifest)
+        bundle = container.Bundle(meta={"program": skel, "dataset": dataset})
+        keys = [fqn for fqn, _, _ in skel["order"]]
     by_name = {f"{s.name}.weight": s for s in shared}
     state = module.state_dict()
-    for key in build_model(arch).state_dict():  # the order decode_model derives from the architecture
+    for key in keys:
         value = state[key]
         bundle.order.append(key)
         if key in by_name:
@@ -122,6 +133,31 @@ def compress(
     return decoded, arch, data_bytes, rows, sizes
 
 
+def _program_skeleton(module: torch.nn.Module, manifest: artifacts.ModelManifest | None) -> dict[str, Any]:
+    """The model's torch.export program without its weights (the file stores those itself)."""
+    import tempfile
+
+    from modelpress.models.program import save_program, skeleton
+
+    if manifest is None:
+        raise ValueError("a model without a catalog architecture needs its manifest")
+    with tempfile.TemporaryDirectory(prefix="modelpress-dc-") as tmp:
+        path = Path(tmp) / "program.pt2"
+        save_program(module, manifest.inputs, path, "deep-compressed model")
+        return skeleton(path, module)
+
+
+def _program_module(meta: dict[str, Any], state: dict[str, Any], where: str) -> torch.nn.Module:
+    import tempfile
+
+    from modelpress.models.program import as_module, load_program, rebuild
+
+    with tempfile.TemporaryDirectory(prefix="modelpress-dc-") as tmp:
+        path = Path(tmp) / "program.pt2"
+        path.write_bytes(rebuild(meta["program"], state))
+        return as_module(load_program(path, where))
+
+
 def decode_model(data: bytes, where: str = "compressed model") -> torch.nn.Module:
     """Rebuild the runnable torch model from a compressed file; every check runs first."""
     import numpy as np
@@ -131,20 +167,35 @@ def decode_model(data: bytes, where: str = "compressed model") -> torch.nn.Modul
 
     from modelpress.models.zoo import ArchSpec, build_model
 
-    built: dict[str, torch.nn.Module] = {}
+    built: dict[str, Any] = {}
 
     def layout(meta: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+        if "program" in meta:  # any architecture: the weights the graph expects, in archive order
+            try:
+                order = [(str(k), getattr(torch, str(d)), tuple(int(x) for x in s))
+                         for k, d, s in meta["program"]["order"]]
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise ValueError(f"an unreadable program layout ({type(exc).__name__})") from None
+            built["refs"] = {k: torch.empty(s, dtype=d) for k, d, s in order}
+            return [(k, s) for k, _, s in order]
         try:
             arch = TypeAdapter(ArchSpec).validate_python(meta["architecture"])
         except (KeyError, pydantic.ValidationError) as exc:
             raise ValueError(f"no architecture this modelpress can build ({type(exc).__name__})") from None
         built["module"] = build_model(arch)
-        return [(k, tuple(v.shape)) for k, v in built["module"].state_dict().items()]
+        built["refs"] = built["module"].state_dict()
+        return [(k, tuple(v.shape)) for k, v in built["refs"].items()]
 
     try:
         bundle = container.decode(data, layout)
     except container.FormatError as exc:
         raise ModelpressError(f"{where}: {exc}", "re-run the deep_compress step, or fetch the file again") from None
+    if "program" in bundle.meta:
+        state = {}
+        for key, ref in built["refs"].items():
+            arr = bundle.shared[key].dense() if key in bundle.shared else bundle.dense[key].astype(np.float32)
+            state[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype).reshape(ref.shape)
+        return _program_module(bundle.meta, state, where).eval()
     module = built["module"]
     state = {}
     for key, ref in module.state_dict().items():
@@ -159,7 +210,7 @@ class DeepCompress(Technique):
 
     name = "deep_compress"
     Config = DeepCompressConfig
-    input_format = "torch-npz"
+    input_format = "torch"
 
     def apply(
         self,
@@ -171,10 +222,11 @@ class DeepCompress(Technique):
     ) -> Result:
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
             raise ModelpressError("deep_compress needs training and validation data to fine-tune, and has none")
+        require_torch(model_dir, "deep_compress")
         module, manifest = artifacts.load_torch(model_dir)
         decoded, arch, blob, rows, sizes = compress(module, manifest.architecture, manifest.input, data, config,
-                                                    manifest.dataset)
-        artifacts.save_torch(out_dir, decoded, arch, manifest.input, manifest.dataset)
+                                                    manifest.dataset, manifest=manifest)
+        artifacts.save_like(out_dir, decoded, manifest, arch)
         (Path(out_dir) / COMPRESSED_FILE).write_bytes(blob)
         metrics = {"compressed_bytes": float(len(blob)), "fp32_bytes": float(rows[0]["bytes"]),
                    "compression_ratio": rows[-1]["ratio"]}

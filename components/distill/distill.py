@@ -153,7 +153,7 @@ class Distill(Technique):
 
     name = "distill"
     Config = DistillConfig
-    input_format = "torch-npz"  # the teacher may also be ONNX
+    input_format = "torch"  # the teacher may also be ONNX
 
     def apply(
         self,

@@ -22,7 +22,7 @@ class Teacher:
         self.manifest = artifacts.validate_model_dir(model_dir, "teacher model")
         self.module: torch.nn.Module | None = None
         self._session = None
-        if self.manifest.format == "torch-npz":
+        if self.manifest.is_torch:
             self.module, _ = artifacts.load_torch(model_dir)
             self.module.eval()
         else:

@@ -10,10 +10,11 @@ if TYPE_CHECKING:
 
 
 def weight_layers(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """Conv2d and Linear layers by module name: what pruning works on."""
+    """Conv2d, Linear and Embedding layers by module name: whose weights unstructured pruning and
+    weight sharing work on (structured pruning removes Conv2d channels and Linear features only)."""
     import torch.nn as nn
 
-    return {n: m for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {n: m for n, m in module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))}
 
 
 def count_params(module: torch.nn.Module) -> int:
@@ -37,6 +38,9 @@ def count_macs(module: torch.nn.Module, input_shape: tuple[int, ...]) -> dict[st
     macs: dict[str, int] = {}
     hooks = []
     for name, layer in weight_layers(module).items():
+        if isinstance(layer, nn.Embedding):  # a lookup, no multiply-accumulates
+            continue
+
         def hook(m: nn.Module, inputs: tuple, out: torch.Tensor, name: str = name) -> None:
             per_out = m.weight[0].numel()  # in_channels/groups * kh * kw, or in_features
             macs[name] = macs.get(name, 0) + out[0].numel() * per_out

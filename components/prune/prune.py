@@ -18,7 +18,7 @@ from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
 from modelpress.core.progress import say as _say
-from modelpress.core.technique import Result, Technique
+from modelpress.core.technique import Result, Technique, require_torch
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ class _Pruner:
             for name in names:
                 if name not in known:
                     raise ModelpressError(
-                        f"prune.{key}: this model has no Conv2d or Linear layer named {name!r}",
+                        f"prune.{key}: this model has no Conv2d, Linear or Embedding layer named {name!r}",
                         f"use one of: {', '.join(known)}",
                     )
 
@@ -260,7 +260,7 @@ class Prune(Technique):
 
     name = "prune"
     Config = PruneConfig
-    input_format = "torch-npz"
+    input_format = "torch"
 
     def apply(
         self,
@@ -272,22 +272,18 @@ class Prune(Technique):
     ) -> Result:
         from modelpress.models.zoo import spec_of
 
-        manifest = artifacts.read_manifest(model_dir)
-        if manifest.format != "torch-npz":
-            raise ModelpressError(
-                f"prune works on torch models, but {model_dir} holds {manifest.format}",
-                "register the source as a modelpress torch model, or drop the prune section",
-            )
+        require_torch(model_dir, "prune")
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
             raise ModelpressError("prune needs training and validation data to fine-tune, and has none")
         module, manifest = artifacts.load_torch(model_dir)
         shape = manifest.input.shape
         module, metrics, notes = prune(module, shape, data, config)
-        arch = spec_of(manifest.architecture, module)  # type: ignore[arg-type]
-        artifacts.save_torch(out_dir, module, arch, manifest.input, manifest.dataset)
-        size_before = (Path(model_dir) / artifacts.WEIGHTS_FILE).stat().st_size
-        size_after = (Path(out_dir) / artifacts.WEIGHTS_FILE).stat().st_size
+        arch = spec_of(manifest.architecture, module) if manifest.architecture is not None else None
+        artifacts.save_like(out_dir, module, manifest, arch)
+        size_before = artifacts.weights_bytes(model_dir)
+        size_after = artifacts.weights_bytes(out_dir)
         metrics.update(file_bytes_before=float(size_before), file_bytes=float(size_after),
                        file_ratio=size_after / size_before)
-        notes["architecture"] = arch.model_dump(mode="json")
+        if arch is not None:
+            notes["architecture"] = arch.model_dump(mode="json")
         return Result(model_dir=out_dir, metrics=metrics, notes=notes)

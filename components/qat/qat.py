@@ -23,7 +23,7 @@ from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
 from modelpress.core.progress import say
-from modelpress.core.technique import Result, Technique
+from modelpress.core.technique import Result, Technique, require_torch
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ class QAT(Technique):
 
     name = "qat"
     Config = QuantizeConfig
-    input_format = "torch-npz"
+    input_format = "torch"
 
     def apply(
         self,
@@ -144,19 +144,14 @@ class QAT(Technique):
         import shutil
 
         qconfig = config
-        manifest = artifacts.read_manifest(model_dir)
         if qconfig.qat is None:
             shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
             return Result(model_dir=out_dir, notes={"qat": "off"})
         settings = resolve(qconfig, target)
-        if manifest.format != "torch-npz":
-            raise ModelpressError(
-                f"quantize.qat fine-tunes a torch model, but the source is {manifest.format}",
-                "drop quantize.qat, or register the source as a modelpress torch model",
-            )
+        require_torch(model_dir, "quantize.qat")
         if data is None or len(data.x_train) == 0:
             raise ModelpressError("quantize.qat needs training data, and the dataset is empty")
         module, manifest = artifacts.load_torch(model_dir)
         metrics = finetune(module, data, qconfig.qat, settings.reduce_range, say=say)
-        artifacts.save_torch(out_dir, module, manifest.architecture, manifest.input, manifest.dataset)
+        artifacts.save_like(out_dir, module, manifest)
         return Result(model_dir=out_dir, metrics=metrics, notes={"qat": qconfig.qat.model_dump()})

@@ -1,16 +1,18 @@
 """The model artifact handed between pipeline steps: a folder with a manifest.
 
-    <dir>/manifest.json   format, input spec, and (torch) the architecture spec
+    <dir>/manifest.json   format, inputs and outputs, and (torch-npz) the architecture spec
     <dir>/model.onnx      format "onnx": deployable variants
-    <dir>/weights.npz     format "torch-npz": torch weights between steps; a tensor
+    <dir>/weights.npz     format "torch-npz": a catalog model's weights between steps; a tensor
                           that is mostly zeros is stored as its nonzero values plus
                           a bitmask (`<key>.nz` + `<key>.mask`), listed in the manifest
+    <dir>/program.pt2     format "torch-export": any other torch model, as a torch.export
+                          program (graph as JSON, weights as raw bytes)
 
-Why not pickle, `torch.save` or `mlflow.pytorch`: each of those unpickles on
-load, and a registry is shared storage, so a tampered artifact would run code
-in every pipeline that reads it. A JSON spec that selects one of *our*
-classes, plus numpy arrays read with `allow_pickle=False`, cannot. (safetensors
-would do as well; `.npz` needs no extra dependency.)
+Why not pickle, `torch.save` or a pickled `mlflow.pytorch` model: each of those unpickles
+on load, and a registry is shared storage, so a tampered artifact would run code in every
+pipeline that reads it. A JSON spec that selects one of *our* classes plus numpy arrays
+read with `allow_pickle=False` cannot, and neither can a .pt2 archive that
+`models.program` has checked record by record before loading it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.json"
 ONNX_FILE = "model.onnx"
 WEIGHTS_FILE = "weights.npz"
+PROGRAM_FILE = "program.pt2"
+# What each step noted (which source form, what pruning removed...); travels in the folder up to registration.
+NOTES_FILE = "technique_notes.json"
+TORCH_FORMATS = ("torch-npz", "torch-export")
 EXTERNAL_DATA_FILE = "model.onnx.data"  # only past protobuf's 2 GiB limit
 _PROTOBUF_LIMIT = 2**31 - 2**26  # leave room for the graph itself
 
@@ -56,7 +62,7 @@ class TensorSpec(FrozenConfig):
 
 
 class ModelManifest(FrozenConfig):
-    format: Literal["onnx", "torch-npz"] = Field(description="How the model is stored.")
+    format: Literal["onnx", "torch-npz", "torch-export"] = Field(description="How the model is stored.")
     inputs: tuple[TensorSpec, ...] = Field(min_length=1, description="What the model takes, in graph order.")
     outputs: tuple[TensorSpec, ...] = Field(default=(), description="What the model returns, in graph order.")
     architecture: ArchSpec | None = Field(
@@ -86,6 +92,10 @@ class ModelManifest(FrozenConfig):
                 "use quantization only (quantize, evaluate) for multi-input models",
             )
         return self.inputs[0]
+
+    @property
+    def is_torch(self) -> bool:
+        return self.format in TORCH_FORMATS
 
 
 def read_manifest(model_dir: str | Path) -> ModelManifest:
@@ -158,10 +168,13 @@ def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
     from modelpress.models.zoo import build_model
 
     manifest = read_manifest(model_dir)
+    if manifest.format == "torch-export":
+        return _load_program_dir(Path(model_dir), manifest), manifest
     if manifest.format != "torch-npz" or manifest.architecture is None:
         raise ModelpressError(
             f"{model_dir} holds a {manifest.format} model, not a torch model",
-            "this step needs a torch source model",
+            "this step needs a torch model: register the source with mlflow.pytorch.log_model, or drop the "
+            "torch steps (distill, prune, deep_compress, quantize.qat) from the recipe",
         )
     module = build_model(manifest.architecture)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
@@ -181,6 +194,45 @@ def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
         ) from None
     module.eval()
     return module, manifest
+
+
+def _load_program_dir(model_dir: Path, manifest: ModelManifest) -> torch.nn.Module:
+    from modelpress.models.program import as_module, load_program
+
+    return as_module(load_program(model_dir / PROGRAM_FILE, str(model_dir)))
+
+
+def save_program_dir(
+    model_dir: str | Path, module: torch.nn.Module, inputs: tuple[TensorSpec, ...],
+    outputs: tuple[TensorSpec, ...], dataset: str | None = None,
+) -> Path:
+    """Write any torch module as a torch-export folder (exported with a dynamic batch axis)."""
+    from modelpress.models.program import io_of, save_program
+
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    program = save_program(module, inputs, out / PROGRAM_FILE, f"model for {out.name}")
+    produced = io_of(program)[1]
+    if len(produced) == len(outputs):  # keep the names the source gave its outputs
+        produced = tuple(p.model_copy(update={"name": o.name}) for p, o in zip(produced, outputs))
+    _write_manifest(out, ModelManifest(format="torch-export", inputs=inputs, outputs=produced, dataset=dataset))
+    return out
+
+
+def save_like(
+    model_dir: str | Path, module: torch.nn.Module, manifest: ModelManifest, architecture: Any = None
+) -> Path:
+    """Write `module` in the format `manifest` describes: a catalog model (with its possibly new
+    `architecture`) as torch-npz, anything else as a torch-export program."""
+    if manifest.format == "torch-npz":
+        return save_torch(model_dir, module, architecture or manifest.architecture, manifest.input, manifest.dataset)
+    return save_program_dir(model_dir, module, manifest.inputs, manifest.outputs, manifest.dataset)
+
+
+def weights_bytes(model_dir: str | Path) -> int:
+    """Size of the file that holds a torch model folder's weights."""
+    manifest = read_manifest(model_dir)
+    return (Path(model_dir) / (PROGRAM_FILE if manifest.format == "torch-export" else WEIGHTS_FILE)).stat().st_size
 
 
 def _sparse_keys(manifest: ModelManifest) -> set[str]:

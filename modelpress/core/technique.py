@@ -48,7 +48,7 @@ class Result:
 class Technique(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[FrozenConfig]]
-    # "onnx" or "torch-npz": the model format apply() expects.
+    # "onnx" or "torch" (a torch-npz catalog model or a torch-export program): what apply() expects.
     input_format: ClassVar[str]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -72,6 +72,19 @@ class Technique(ABC):
         out_dir: Path,
     ) -> Result:
         """Compress the model in `model_dir` for `target`, writing the result to `out_dir`."""
+
+
+def require_torch(model_dir: Path, step: str) -> None:
+    """Refuse an ONNX model in a step that trains torch weights, saying what works instead."""
+    from modelpress.core.artifacts import read_manifest
+
+    manifest = read_manifest(model_dir)
+    if not manifest.is_torch:
+        raise ModelpressError(
+            f"{step} trains torch weights, but the model is {manifest.format}",
+            "register the source with mlflow.pytorch.log_model (or a transformers flavor), or drop "
+            f"{step} from the recipe; quantize works on ONNX as it is",
+        )
 
 
 def known_techniques() -> list[str]:

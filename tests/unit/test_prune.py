@@ -144,7 +144,7 @@ def test_unstructured_technique_keeps_zeros_through_finetuning(tmp_path, data):
 def test_unknown_layer_names_list_the_known_ones(tmp_path, data):
     src = _save(tmp_path, MLPSpec(), (64,))
     cfg = PruneConfig(method="unstructured", ratio=0.5, layer_ratios={"fc9": 0.5})
-    with pytest.raises(ModelpressError, match="no Conv2d or Linear layer named 'fc9'") as exc:
+    with pytest.raises(ModelpressError, match="no Conv2d, Linear or Embedding layer named 'fc9'") as exc:
         get_technique("prune").apply(src, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "o")
     assert exc.value.fix == "use one of: 1, 3, 5"
     cfg = PruneConfig(method="structured", ratio=0.5, layer_ratios={"5": 0.5})

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from modelpress.components.prune import measure
-from modelpress.components.prune.structured import prune_groups, trace_groups
+from modelpress.components.prune.structured import importance, prune_groups, trace_groups
 from modelpress.errors import ModelpressError
 from modelpress.models.zoo import DigitsCNNSpec, MLPSpec, build_model, spec_of
 
@@ -88,23 +88,101 @@ def test_residual_add_couples_both_producers():
 
 
 class Branchy(nn.Module):
+    """Two branches concatenated along channels, a third conv reading the concatenation."""
+
     def __init__(self) -> None:
         super().__init__()
         self.a = nn.Conv2d(1, 4, 3, padding=1)
-        self.b = nn.Conv2d(1, 4, 3, padding=1)
-        self.head = nn.Linear(8 * 64, 10)
+        self.b = nn.Conv2d(1, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(10)
+        self.mix = nn.Conv2d(10, 8, 1)
+        self.head = nn.Linear(10 * 64 + 8 * 64, 10)
 
     def forward(self, x):
-        return self.head(torch.cat([self.a(x), self.b(x)], dim=1).flatten(1))
+        y = self.bn(torch.cat([self.a(x), self.b(x)], dim=1))
+        return self.head(torch.cat([y, self.mix(y)], dim=1).flatten(1))
+
+
+def test_concatenation_keeps_each_branch_its_own_group():
+    model = Branchy().eval()
+    x = torch.randn(3, *SHAPE)
+    groups = trace_groups(model, SHAPE)
+    by_name = {g.name: g for g in groups}
+    assert {"a", "b", "mix"} <= set(by_name)
+    assert [c for c, _ in by_name["b"].consumers] == ["mix", "head"]
+    with torch.no_grad():
+        model.bn.running_mean.copy_(torch.arange(10.0))  # channel i of the concatenation holds i
+    a_kept = importance(model, by_name["a"]).topk(2).indices.sort().values
+    b_kept = importance(model, by_name["b"]).topk(3).indices.sort().values
+    prune_groups(model, groups, {"a": 2, "b": 3, "mix": 4})
+    assert (model.a.out_channels, model.b.out_channels, model.mix.out_channels) == (2, 3, 4)
+    assert model.bn.num_features == 5 and model.mix.in_channels == 5
+    assert model.head.in_features == 5 * 64 + 4 * 64
+    assert model(x).shape == (3, 10)
+    # The BatchNorm kept the statistics of the channels that stayed: branch a's, then b's (offset 4).
+    assert model.bn.running_mean.tolist() == [*a_kept.float().tolist(), *(b_kept + 4).float().tolist()]
+
+
+class Rolled(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 4, 3, padding=1)
+        self.head = nn.Linear(4 * 64, 10)
+
+    def forward(self, x):
+        return self.head(torch.roll(self.a(x), 1, dims=1).flatten(1))  # mixes channel positions
 
 
 def test_unknown_op_is_refused_by_node_and_exclude_is_the_way_out():
     with pytest.raises(ModelpressError) as exc:
-        trace_groups(Branchy(), SHAPE)
+        trace_groups(Rolled(), SHAPE)
     msg = str(exc.value)
-    assert "node 'cat'" in msg and "prune.exclude" in msg
-    groups = trace_groups(Branchy(), SHAPE, frozenset({"a", "b"}))
+    assert "node 'roll'" in msg and "prune.exclude" in msg
+    groups = trace_groups(Rolled(), SHAPE, frozenset({"a"}))
     assert all(g.protected for g in groups)
+
+
+class ResidualConcat(nn.Module):
+    """What a user logs: a residual block, a depthwise conv, a concatenation, x.view(x.size(0), -1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.a = nn.Conv2d(16, 16, 3, padding=1)
+        self.b = nn.Conv2d(16, 8, 1)
+        self.dw = nn.Conv2d(16, 16, 3, padding=1, groups=16)
+        self.fc = nn.Linear(40 * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.stem(x)))
+        y = x + torch.relu(self.a(x))
+        z = nn.functional.max_pool2d(torch.cat([y, self.b(y), self.dw(y)], 1), 2)
+        return self.fc(z.view(z.size(0), -1))
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_exported_program_prunes_like_the_eager_model(batch):
+    """The torch.export graph (aten ops) of a residual + concat model, logged from a batch-1 or
+    batch-4 example, prunes to half its channels and exports again with a dynamic batch."""
+    from modelpress.models import program as P
+
+    model = ResidualConcat().eval()
+    dims = ({0: torch.export.Dim.AUTO},)
+    prog = torch.export.export(model, (torch.zeros(batch, *SHAPE),), dynamic_shapes=dims)
+    gm = P.as_module(prog, batch=P.fixed_batch(prog))
+    x = torch.randn(5, *SHAPE)
+    assert torch.allclose(gm(x), model(x), atol=1e-5)
+    groups = trace_groups(gm, SHAPE)
+    coupled = next(g for g in groups if "stem" in g.producers)
+    assert set(coupled.producers) == {"stem", "a"} and {"bn", "dw"} <= set(coupled.passthrough)
+    _halve(gm)
+    assert (gm.stem.out_channels, gm.b.out_channels, gm.dw.groups) == (8, 4, 8)
+    assert gm.fc.in_features == (8 + 4 + 8) * 16
+    assert gm(x).shape == (5, 10)
+    inputs, _ = P.io_of(prog)
+    again = P.export(gm, inputs, "pruned")
+    assert again.module()(torch.randn(7, *SHAPE)).shape == (7, 10)
 
 
 class DataDependent(nn.Module):

@@ -66,9 +66,10 @@ def test_qat_needs_a_torch_source(tmp_path, data):
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["b", 1, 8, 8])],
     )
     src = artifacts.save_onnx(tmp_path / "o", helper.make_model(graph))
-    with pytest.raises(ModelpressError, match="fine-tunes a torch model, but the source is onnx"):
+    with pytest.raises(ModelpressError, match="quantize.qat trains torch weights, but the model is onnx") as exc:
         get_technique("qat").apply(src, data, QuantizeConfig(qat={}), parse_target("cpu-x86-int8"),
                                    tmp_path / "out")
+    assert "mlflow.pytorch.log_model" in exc.value.fix  # somewhere to go, not "register it as ONNX"
 
 
 def test_chain_records_qat_only_when_on():
