@@ -45,27 +45,39 @@ _TEXT_RECORDS = frozenset({"archive_format", "archive_version", "byteorder", "ve
                            ".format_version", ".storage_alignment"})
 _STRINGS = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE",
                       "BINUNICODE8"})
-_MEMO = frozenset({"PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"})
 FIX_RELOG = "log the model again with mlflow.pytorch.log_model(..., serialization_format='pt2') from plain torch"
 
 
 def pickle_globals(data: bytes) -> set[str]:
-    """The `module.name` globals a pickle stream references, read from its opcodes (nothing runs)."""
+    """The `module.name` globals a pickle stream references, read from its opcodes (nothing runs).
+
+    Protocol 4 names a global by pushing two strings (possibly fetched back from the memo)
+    before STACK_GLOBAL; a name that is not such a literal is an error, so callers refuse it.
+    """
     found: set[str] = set()
-    strings: list[str] = []
+    stack: list[str | None] = []  # strings pushed lately (None: anything else)
+    memo: dict[int, str | None] = {}
     for op, arg, _ in pickletools.genops(data):
-        if op.name == "GLOBAL":
-            module, name = str(arg).split(" ", 1)
-            found.add(f"{module}.{name}")
-        elif op.name == "STACK_GLOBAL":
-            if len(strings) < 2:
+        name = op.name
+        if name == "GLOBAL":
+            module, attr = str(arg).split(" ", 1)
+            found.add(f"{module}.{attr}")
+            stack.append(None)
+        elif name == "STACK_GLOBAL":
+            if len(stack) < 2 or stack[-1] is None or stack[-2] is None:
                 raise ValueError("a STACK_GLOBAL whose name is computed")
-            found.add(f"{strings[-2]}.{strings[-1]}")
-            strings = []
-        elif op.name in _STRINGS:
-            strings.append(str(arg))
-        elif op.name not in _MEMO:
-            strings = []
+            found.add(f"{stack[-2]}.{stack[-1]}")
+            stack[-2:] = [None]
+        elif name in _STRINGS:
+            stack.append(str(arg))
+        elif name == "MEMOIZE":
+            memo[len(memo)] = stack[-1] if stack else None
+        elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg)] = stack[-1] if stack else None
+        elif name in ("GET", "BINGET", "LONG_BINGET"):
+            stack.append(memo.get(int(arg)))
+        else:
+            stack.append(None)
     return found
 
 

@@ -21,9 +21,10 @@ pytestmark = pytest.mark.integration
 SECTION = "## Bring your own model and data"
 
 
-def readme_commands() -> str:
+def readme_commands(section: str = SECTION) -> str:
+    """The bash blocks of one README section, as one script."""
     text = (REPO / "README.md").read_text()
-    body = text[text.index(SECTION) + len(SECTION):]
+    body = text[text.index(section) + len(section):]
     body = body[: body.index("\n## ")]
     return "\n".join(re.findall(r"```bash\n(.*?)```", body, re.S))
 
