@@ -104,7 +104,7 @@ def test_a_failing_task_in_a_container_reports_its_one_line_reason(image, server
                       "prune: {method: structured, ratio: 0.5, layer_ratios: {conv9: 0.3}}\n")
     proc = run_cli(["run", "--docker", "--recipe", str(recipe)], env)
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "no Conv2d or Linear layer named 'conv9'" in proc.stderr.strip().splitlines()[-1]
+    assert "no Conv2d, Linear or Embedding layer named 'conv9'" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_docker_runs_refuse_the_embedded_store(tmp_path):

@@ -72,7 +72,7 @@ def test_unknown_layer_fails_in_the_task_with_one_line(demo_source, server_env, 
     proc = run_cli(["run", "--recipe", str(recipe)], server_env)
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert "no Conv2d or Linear layer named 'conv9'" in last and "use one of: 0, 4, 9, 11" in last
+    assert "no Conv2d, Linear or Embedding layer named 'conv9'" in last and "use one of: 0, 4, 9, 11" in last
     assert "Traceback" not in proc.stderr
     assert len(client.search_model_versions("name = 'digits-cnn.cpu-x86-int8'")) == versions
 
