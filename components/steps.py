@@ -152,7 +152,10 @@ def distill_step(
 ) -> dict[str, float]:
     """The student trained on the source (the teacher), or the source itself when distill is off."""
     recipe = _recipe(recipe_json)
-    result = _torch_step("distill", recipe.distill, recipe, source_in, dataset, model_out)
+    if recipe.distill is not None and recipe.distill.student.model is not None:
+        result = _distill_into_registered(recipe, tracking_uri, source_in, dataset, model_out)
+    else:
+        result = _torch_step("distill", recipe.distill, recipe, source_in, dataset, model_out)
     if result is None:
         return {}
     history = result.notes.pop("history")
@@ -163,6 +166,27 @@ def distill_step(
     _say(f"distill: student {int(m['student_params'])} params ({m['params_ratio']:.2f}x of the teacher), "
          f"val accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f}); MLflow run {run_id}")
     return m
+
+
+def _distill_into_registered(recipe: Any, tracking_uri: str, source_in: Path, dataset: Path, model_out: Path) -> Any:
+    """Fetch `distill.student.model` from the registry (as the source is fetched), then distill into it."""
+    import tempfile
+
+    from modelpress.components.distill.distill import Distill
+    from modelpress.core.data import DatasetSplits
+    from modelpress.core.hardware import parse_target
+    from modelpress.registry import source as src
+    from modelpress.registry.store import connect
+
+    uri = recipe.distill.student.model
+    ref = src.resolve(connect(tracking_uri), uri)
+    _say(f"student: {uri} -> {ref.version_uri}")
+    with tempfile.TemporaryDirectory(prefix="modelpress-student-") as tmp:
+        src.fetch(ref, Path(tmp), trust_pickle=recipe.trust_pickled_source)
+        result = Distill().apply(Path(source_in), DatasetSplits.load(dataset), recipe.distill,
+                                 parse_target(recipe.targets[0]), Path(model_out), student_dir=Path(tmp))
+    result.notes["student"] = {"model": uri, "version": ref.version_uri}
+    return result
 
 
 def log_training_run(
@@ -211,6 +235,10 @@ def prune_step(recipe_json: str, model_in: Path, dataset: Path, model_out: Path)
     m = result.metrics
     # Keep what earlier steps noted (a distilled student's training run, say).
     _write_notes(Path(model_out), {**_read_notes(Path(model_in)), "prune": {**result.notes, "metrics": m}})
+    if "heads" in m:
+        _say(f"prune: heads {int(m['heads_before'])} -> {int(m['heads'])}, params {m['params_ratio']:.2f}x, "
+             f"file {m['file_ratio']:.2f}x; val cosine to the unpruned {m['val_cosine']:.4f}")
+        return m
     _say(
         f"prune: params {m['params_ratio']:.2f}x, nonzero {m['nonzero_ratio']:.2f}x, MACs {m['macs_ratio']:.2f}x, "
         f"file {m['file_ratio']:.2f}x; val accuracy {m['val_accuracy_before']:.4f} -> {m['val_accuracy']:.4f}"

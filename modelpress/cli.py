@@ -283,6 +283,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         if recipe.distill is None:
             raise
         raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
+    if recipe.distill is not None and recipe.distill.student.model is not None:
+        try:
+            student = src.resolve(client, recipe.distill.student.model)
+        except ModelpressError as exc:
+            raise ModelpressError(f"distill student (distill.student.model): {exc.problem}", exc.fix) from None
+        _say(f"student: {recipe.distill.student.model} -> {student.version_uri}")
     _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
          f"target{'s' if len(recipe.targets) > 1 else ''}: {', '.join(recipe.targets)}")
     key = lambda t: variant_key(ref, recipe.config_hash(), t)  # noqa: E731

@@ -31,8 +31,9 @@ def produced_metrics(recipe: Any, task: str | None = None) -> frozenset[str]:
     if recipe.distill is not None:
         techniques.append(("distill", distill.METRICS))
     if recipe.prune is not None:
-        extra = prune.UNSTRUCTURED_METRICS if recipe.prune.method == "unstructured" else ()
-        techniques.append(("prune", prune.METRICS + extra))
+        extra = {"unstructured": prune.UNSTRUCTURED_METRICS, "heads": prune.HEAD_METRICS}.get(recipe.prune.method, ())
+        base = prune.METRICS if recipe.prune.method != "heads" else ()
+        techniques.append(("prune", base + extra))
     if recipe.deep_compress is not None:
         techniques.append(("deep_compress", deep_compress.METRICS))
     for name, metrics in techniques:

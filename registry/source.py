@@ -107,14 +107,20 @@ def fetch(source: SourceRef, out_dir: Path, trust_pickle: bool = False) -> artif
             _require_batch_axis(model, what)
             artifacts.save_onnx(out_dir, model, dataset=dataset)
             return artifacts.read_manifest(out_dir)
+        if "transformers" in flavors or "sentence_transformers" in flavors:
+            from modelpress.registry.transformers_source import fetch_transformers
+
+            mlmodel = yaml.safe_load(mlmodel_path.read_text()) or {}
+            return fetch_transformers(local, mlmodel, out_dir, what, dataset)
         if "pytorch" in flavors:
             from modelpress.registry.torch_source import fetch_pytorch
 
             mlmodel = yaml.safe_load(mlmodel_path.read_text()) or {}
             return fetch_pytorch(local, mlmodel, out_dir, what, dataset, trust_pickle)
         raise ModelpressError(
-            f"{what} has flavors {sorted(flavors)}; modelpress reads mlflow.pytorch, mlflow.onnx and its own format",
-            "log the model with mlflow.pytorch.log_model or mlflow.onnx.log_model",
+            f"{what} has flavors {sorted(flavors)}; modelpress reads mlflow.pytorch, mlflow.transformers, "
+            "mlflow.sentence_transformers, mlflow.onnx and its own format",
+            "log the model with mlflow.pytorch.log_model, mlflow.transformers.log_model or mlflow.onnx.log_model",
         )
 
 

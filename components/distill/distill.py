@@ -21,7 +21,7 @@ from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
 from modelpress.core.progress import say as _say
-from modelpress.core.technique import Result, Technique
+from modelpress.core.technique import Result, Technique, require_torch
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -55,14 +55,33 @@ def _projection(student_feat: torch.Tensor, teacher_feat: torch.Tensor, hint: Hi
     )
 
 
+def narrowed(teacher: Teacher, ratio: float, input_shape: tuple[int, ...], say: Callable[[str], None]) -> Any:
+    """A copy of the torch teacher with `ratio` of its channels removed (smallest first), untrained."""
+    import copy
+
+    from modelpress.components.prune.prune import _pruner
+    from modelpress.components.prune.settings import PruneConfig
+
+    student = copy.deepcopy(teacher.torch_module("distill.student.narrow")).train()
+    pruner = _pruner(student, input_shape, PruneConfig(method="structured", ratio=ratio))
+    pruner.prune_to(pruner.final_ratios())
+    say(f"student: the source with {ratio:.0%} of its channels removed ({pruner.report()['channels']})")
+    return student
+
+
 def distill(
     teacher: Teacher,
     data: DatasetSplits,
     config: DistillConfig,
     input_shape: tuple[int, ...],
     say: Callable[[str], None] = _say,
+    student: torch.nn.Module | None = None,
 ) -> tuple[torch.nn.Module, Any, dict[str, float], dict[str, Any]]:
-    """Train the configured student against `teacher`; returns (student, spec, metrics, notes)."""
+    """Train the configured student against `teacher`; returns (student, spec, metrics, notes).
+
+    `student` is a model given whole (a registered one); else the config builds it: a catalog
+    spec (returned as `spec`), or the teacher narrowed (spec None, as for a given student).
+    """
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -73,8 +92,11 @@ def distill(
     probe = torch.zeros((2, *input_shape))
     teacher_out = teacher(probe)
     num_classes = int(teacher_out.shape[-1])
-    spec = config.student.spec(num_classes)
-    student = build_model(spec, seed=config.train.seed)
+    spec = config.student.spec(num_classes) if config.student.catalog else None
+    if student is None:
+        torch.manual_seed(config.train.seed)
+        student = build_model(spec, seed=config.train.seed) if spec is not None else narrowed(
+            teacher, config.student.narrow, input_shape, say)  # type: ignore[arg-type]
     try:
         student_out = student.eval()(probe)
     except RuntimeError as exc:
@@ -87,7 +109,8 @@ def distill(
             f"teacher and student output shapes differ: teacher {tuple(teacher_out.shape[1:])}, "
             f"student {tuple(student_out.shape[1:])}",
             f"set student.architecture.num_classes to {num_classes}, or use a catalog student "
-            "(student.family), which takes the teacher's",
+            "(student.family), which takes the teacher's" if spec is not None else
+            "register a student whose output has the teacher's shape",
         )
 
     kd = distillation_loss(teacher, config.temperature, config.alpha)
@@ -95,7 +118,7 @@ def distill(
     projections = nn.ModuleList()
     hooks = []
     if config.hints:
-        t_module = teacher.torch_module("hint distillation")
+        t_module = teacher.torch_module("distill.hints")
         for i, hint in enumerate(config.hints):
             hooks.append(_capture(t_module, hint.teacher_layer, feats, f"t{i}", "teacher"))
             hooks.append(_capture(student, hint.student_layer, feats, f"s{i}", "student"))
@@ -122,8 +145,9 @@ def distill(
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.student(x)
 
-    say(f"distilling into {spec.model_dump()} (T={config.temperature}, alpha={config.alpha}, "
-        f"{len(config.hints)} hints)")
+    what = spec.model_dump() if spec is not None else (config.student.model or f"the source narrowed by "
+                                                                                f"{config.student.narrow}")
+    say(f"distilling into {what} (T={config.temperature}, alpha={config.alpha}, {len(config.hints)} hints)")
     try:
         result = train(WithProjections(), data, config.train, progress=say, loss=loss)
     finally:
@@ -142,7 +166,9 @@ def distill(
         "best_epoch": float(result.best_epoch),
         "epochs_run": float(result.epochs_run),
     }
-    notes = {"student": spec.model_dump(mode="json"), "temperature": config.temperature,
+    notes = {"student": spec.model_dump(mode="json") if spec is not None else
+             config.student.model_dump(mode="json", include={"model", "narrow"}, exclude_none=True),
+             "temperature": config.temperature,
              "alpha": config.alpha, "hints": [h.model_dump() for h in config.hints],
              "teacher_format": teacher.kind}
     return student, spec, metrics, {**notes, "history": list(result.history)}
@@ -162,10 +188,23 @@ class Distill(Technique):
         config: DistillConfig,  # type: ignore[override]
         target: HardwareTarget,
         out_dir: Path,
+        student_dir: Path | None = None,
     ) -> Result:
+        """`student_dir`: the fetched `student.model` (a torch model folder), when the config names one."""
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
             raise ModelpressError("distill needs training and validation data, and has none")
         teacher = Teacher(Path(model_dir))
-        student, spec, metrics, notes = distill(teacher, data, config, teacher.manifest.input.shape)
-        artifacts.save_torch(out_dir, student, spec, teacher.manifest.input, teacher.manifest.dataset)
+        given = None
+        if config.student.model is not None:
+            if student_dir is None:
+                raise ModelpressError("distill.student.model was not fetched", "run distill through its pipeline step")
+            require_torch(student_dir, "distill.student.model")
+            given, _ = artifacts.load_torch(student_dir)
+            given.train()
+        student, spec, metrics, notes = distill(teacher, data, config, teacher.manifest.input.shape, student=given)
+        m = teacher.manifest
+        if spec is not None:
+            artifacts.save_torch(out_dir, student, spec, m.input, m.dataset)
+        else:  # a registered or narrowed student: any architecture, kept as a program
+            artifacts.save_program_dir(out_dir, student, m.inputs, m.outputs, m.dataset)
         return Result(model_dir=out_dir, metrics=metrics, notes=notes)

@@ -1,7 +1,8 @@
 """What a recipe's `distill:` section may say.
 
     distill:
-      student: {family: digits-cnn, width: 0.45}   # or: student: {architecture: {...}}
+      student: {family: digits-cnn, width: 0.45}   # or {architecture: {...}}, {model: models:/small@champion},
+                                                    # or {narrow: 0.5}: the source with half its channels
       temperature: 4
       alpha: 0.9
       hints:                                        # optional feature distillation
@@ -19,6 +20,7 @@ from pydantic import Field, field_validator, model_validator
 from modelpress.core.config import FrozenConfig
 from modelpress.models.train import TrainConfig
 from modelpress.models.zoo import ArchSpec, DigitsCNNSpec, MLPSpec
+from modelpress.registry.uris import parse_model_uri
 
 # Base widths each family scales: `width` multiplies them, `depth` takes the first n.
 FAMILY_BASE = {
@@ -47,14 +49,34 @@ class StudentConfig(FrozenConfig):
     architecture: ArchSpec | None = Field(
         default=None, description="An explicit architecture (for example one a search step chose)."
     )
+    model: str | None = Field(
+        default=None, description="A registered torch model as the student, any architecture, trained on from "
+        "its own weights: models:/<name>@<alias> or models:/<name>/<version>.",
+    )
+    narrow: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="The source itself with this fraction of its channels removed "
+        "by structured pruning (smallest first), then trained against the full source; needs a torch source.",
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> StudentConfig:
-        if (self.family is None) == (self.architecture is None):
-            raise ValueError("give the student either `family` (with width/depth) or `architecture`")
+        given = [k for k in ("family", "architecture", "model", "narrow") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give the student one of `family` (with width/depth), `architecture`, `model` "
+                             f"(a registered torch model) or `narrow` (a ratio); got {given or 'none'}")
+        if self.model is not None:
+            try:
+                parse_model_uri(self.model)
+            except Exception as exc:  # noqa: BLE001 - parse_model_uri says what is wrong
+                raise ValueError(f"student.model: {exc}") from None
         if self.family == "digits-cnn" and self.depth is not None and self.depth > 3:
             raise ValueError(f"student.depth {self.depth}: digits-cnn has at most 3 conv blocks")
         return self
+
+    @property
+    def catalog(self) -> bool:
+        """Whether the student is built from the catalog (family or architecture)."""
+        return self.family is not None or self.architecture is not None
 
     def spec(self, num_classes: int) -> DigitsCNNSpec | MLPSpec:
         """The student's architecture; a catalog student gets the teacher's number of classes."""

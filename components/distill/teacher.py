@@ -63,6 +63,6 @@ class Teacher:
         if self.module is None:
             raise ModelpressError(
                 f"{why} needs a torch teacher, but the teacher is {self.kind}",
-                "drop distill.hints, or distill from the torch source model",
+                f"register the teacher as a torch model (mlflow.pytorch.log_model), or drop {why}",
             )
         return self.module

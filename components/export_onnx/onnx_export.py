@@ -22,7 +22,7 @@ def export_onnx(model_dir: Path, out_dir: Path) -> Path:
         return artifacts.save_onnx(out_dir, src, dataset=manifest.dataset)
 
     module, _ = artifacts.load_torch(model_dir)
-    if manifest.format == "torch-export":
+    if manifest.format in ("torch-export", "transformers"):
         from modelpress.models.program import examples
 
         example = examples(manifest.inputs)

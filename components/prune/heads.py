@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 
@@ -101,6 +101,39 @@ def choose_heads(
             chosen.setdefault(b, []).append(h)
             left[b] -= 1
     return {b: sorted(hs) for b, hs in chosen.items()}
+
+
+def prune_encoder(
+    module: torch.nn.Module, inputs: dict[str, Any], ratio: float, say: Callable[[str], None], rows: int = 32,
+) -> tuple[dict[int, list[int]], dict[str, float]]:
+    """Remove `ratio` of the heads of an `models.hf` encoder, ranked on `rows` samples of `inputs`
+    (token ids and mask) by how much masking each alone lowers the cosine similarity of the
+    mean-pooled embeddings to the unpruned ones. Returns (heads removed by layer, metrics)."""
+    import torch
+
+    feed = {k: torch.from_numpy(v[:rows]) for k, v in inputs.items()}
+    mask = feed["attention_mask"][..., None].float()
+
+    def embed() -> torch.Tensor:
+        with torch.no_grad():
+            h = module(feed["input_ids"], feed["attention_mask"])
+        return torch.nn.functional.normalize((h * mask).sum(1) / mask.sum(1).clamp(min=1e-9), dim=1)
+
+    reference = embed()
+    blocks = find_blocks(module.model)
+    before = sum(b.num_heads for b in blocks)
+    params_before = sum(p.numel() for p in module.parameters())
+    importance = head_importance(blocks, lambda: float((embed() * reference).sum(1).mean()), say)
+    chosen = choose_heads(importance, blocks, ratio)
+    remove_heads(blocks, chosen)
+    after = sum(b.num_heads for b in blocks)
+    params = sum(p.numel() for p in module.parameters())
+    cosine = float((embed() * reference).sum(1).mean())
+    say(f"heads: {before} -> {after} ({', '.join(f'{blocks[b].name}: -{len(h)}' for b, h in chosen.items())}); "
+        f"val cosine to the unpruned embeddings {cosine:.4f}")
+    return chosen, {"heads_before": float(before), "heads": float(after), "heads_ratio": after / before,
+                    "params_before": float(params_before), "params": float(params),
+                    "params_ratio": params / params_before, "val_cosine": cosine}
 
 
 def remove_heads(blocks: list[AttentionBlock], heads: dict[int, list[int]]) -> None:

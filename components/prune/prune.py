@@ -273,6 +273,8 @@ class Prune(Technique):
         from modelpress.models.zoo import spec_of
 
         require_torch(model_dir, "prune")
+        if config.method == "heads":
+            return self._heads(model_dir, data, config, out_dir)
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
             raise ModelpressError("prune needs training and validation data to fine-tune, and has none")
         module, manifest = artifacts.load_torch(model_dir)
@@ -286,4 +288,28 @@ class Prune(Technique):
                        file_ratio=size_after / size_before)
         if arch is not None:
             notes["architecture"] = arch.model_dump(mode="json")
+        return Result(model_dir=out_dir, metrics=metrics, notes=notes)
+
+    def _heads(self, model_dir: Path, data: DatasetSplits | None, config: PruneConfig, out_dir: Path) -> Result:
+        """Attention heads out of a transformers encoder, ranked on the validation split (no labels needed)."""
+        from modelpress.components.prune.heads import prune_encoder
+
+        module, manifest = artifacts.load_torch(model_dir)
+        if manifest.format != "transformers":
+            raise ModelpressError(
+                f"prune.method heads removes attention heads of a transformers encoder, but the model is "
+                f"{manifest.format}", "log the encoder with mlflow.transformers.log_model, or use method structured")
+        if data is None or len(data.val) == 0 or set(data.val.inputs) != {"input_ids", "attention_mask"}:
+            raise ModelpressError("prune.method heads ranks heads on the validation split's input_ids and "
+                                  "attention_mask, and the data has none", "give the run tokenized data (data.uri)")
+        if manifest.heads_removed:
+            raise ModelpressError("this encoder has had heads removed already", "prune heads once, from the source")
+        chosen, metrics = prune_encoder(module, data.val.inputs, config.ratio or 0.0, _say)
+        # Block indices of find_blocks (encoder layer order), replayed when the folder is loaded.
+        artifacts.save_like(out_dir, module, manifest.model_copy(
+            update={"heads_removed": {k: tuple(v) for k, v in chosen.items()}}))
+        before, after = artifacts.weights_bytes(model_dir), artifacts.weights_bytes(out_dir)
+        metrics.update(file_bytes_before=float(before), file_bytes=float(after), file_ratio=after / before)
+        notes = {"config": config.model_dump(mode="json"),
+                 "heads_removed": {f"layer {k}": v for k, v in chosen.items()}}
         return Result(model_dir=out_dir, metrics=metrics, notes=notes)

@@ -1,7 +1,7 @@
 """What a recipe's `prune:` section may say.
 
     prune:
-      method: structured        # or unstructured
+      method: structured        # or unstructured, or heads (attention heads of a transformers encoder)
       ratio: 0.5                # fraction of channels (structured) or weights (unstructured) removed
       layer_ratios: {"4": 0.25} # per-layer overrides, by torch module name
       schedule: {steps: 4}      # gradual pruning (Zhu & Gupta 2017), fine-tuning between steps
@@ -22,6 +22,9 @@ METRICS = ("params_before", "params", "params_ratio", "nonzero_params", "nonzero
            "macs_ratio", "val_accuracy_before", "val_accuracy_pruned", "val_accuracy", "file_bytes_before",
            "file_bytes", "file_ratio")
 UNSTRUCTURED_METRICS = ("macs_nonzero_ratio", "weight_sparsity")
+# Head pruning (method: heads) measures these instead.
+HEAD_METRICS = ("params_before", "params", "params_ratio", "heads_before", "heads", "heads_ratio", "val_cosine",
+                "file_bytes_before", "file_bytes", "file_ratio")
 
 
 def _check_ratio(value: float, what: str) -> float:
@@ -90,9 +93,10 @@ class SensitivityConfig(FrozenConfig):
 
 
 class PruneConfig(FrozenConfig):
-    method: Literal["unstructured", "structured"] = Field(
+    method: Literal["unstructured", "structured", "heads"] = Field(
         description="unstructured: zero single weights (stored sparse); "
-        "structured: remove whole channels and features (the model gets smaller and faster)."
+        "structured: remove whole channels and features (the model gets smaller and faster); "
+        "heads: remove the least important attention heads of a transformers encoder (ranked by ablation)."
     )
     ratio: float | None = Field(
         default=None,
@@ -138,6 +142,8 @@ class PruneConfig(FrozenConfig):
     def _one_way_to_choose(self) -> PruneConfig:
         if self.ratio is None and self.sensitivity is None and not self.layer_ratios:
             raise ValueError("set `ratio`, `layer_ratios` or `sensitivity`")
+        if self.method == "heads" and (self.ratio is None or self.sensitivity or self.layer_ratios or self.exclude):
+            raise ValueError("method heads takes `ratio` (the fraction of all heads removed) and nothing per layer")
         if self.sensitivity is not None and (self.ratio is not None or self.layer_ratios):
             raise ValueError("`sensitivity` chooses the ratios; drop `ratio` and `layer_ratios`")
         if self.method == "unstructured" and self.sensitivity and self.sensitivity.objective == "latency":

@@ -35,6 +35,7 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
     output = _scored_output(recipe.task.output, manifest)
     task, why = infer_task(recipe.task, splits["train"].labels, output)
     recipe.check_gates_for(task, why)
+    _training_needs_classes(recipe, task, why)
     splits = {s: _labels_for(task, part, s) for s, part in splits.items()}
     info: dict[str, Any] = {
         "data": {**raw.provenance, **binding, "rows": {s: len(splits[s]) for s in SPLITS}},
@@ -46,9 +47,26 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
         info["pooling"], info["mask_input"] = _pooling(recipe.task.pooling, manifest, output)
     if manifest.format == "onnx":
         info["vocabularies"] = vocabularies(artifacts.onnx_file(model_dir))
+    elif manifest.format == "transformers":  # token ids index the word embeddings
+        from modelpress.models.hf import check_config
+
+        info["vocabularies"] = {"input_ids": int(check_config(model_dir, "source").vocab_size)}
     name = tag if builtin else _data_name(recipe, tag)
     seed = raw.provenance.get("split", {}).get("seed", recipe.data.split.seed)
     return DatasetSplits(name, seed, splits["train"], splits["val"], splits["test"], info)
+
+
+def _training_needs_classes(recipe: Recipe, task: str, why: str) -> None:
+    """The torch steps fine-tune on class labels (cross-entropy, accuracy on val)."""
+    pruning = recipe.prune if recipe.prune is not None and recipe.prune.method != "heads" else None
+    steps = [n for n, on in (("distill", recipe.distill), ("prune", pruning),
+                             ("deep_compress", recipe.deep_compress), ("quantize.qat", recipe.quantize.qat))
+             if on is not None]
+    if steps and task != "classification":
+        raise ModelpressError(
+            f"{', '.join(steps)} fine-tune on class labels, but this run's task is {task} ({why})",
+            "drop those sections (quantize alone works for any task), or give class labels (data.label)",
+        )
 
 
 def _uses_builtin(recipe: Recipe, tag: str | None) -> bool:

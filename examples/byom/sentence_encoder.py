@@ -1,4 +1,7 @@
-"""Export all-MiniLM-L6-v2 to ONNX and register it in MLflow with a tokenized sentence set.
+"""Register all-MiniLM-L6-v2 in MLflow (as ONNX, or as a transformers model) with a tokenized sentence set.
+
+--flavor onnx (default) exports it to ONNX and logs it with mlflow.onnx.log_model; --flavor
+transformers logs the model and tokenizer with mlflow.transformers.log_model (safetensors).
 
 Plays a user bringing their own model: plain transformers/torch/MLflow calls, nothing else.
 Prints the logged data file's artifact URI (runs:/<run_id>/data/<file>) on stdout.
@@ -90,6 +93,7 @@ def main() -> int:
     ap.add_argument("--alias", default="champion")
     ap.add_argument("--sentences", type=int, default=320, help=f"sentences (> {N_TRAIN + N_VAL})")
     ap.add_argument("--max-length", type=int, default=128, help="tokens per row, padded")
+    ap.add_argument("--flavor", choices=["onnx", "transformers"], default="onnx", help="how the model is logged")
     args = ap.parse_args()
     if args.sentences <= N_TRAIN + N_VAL:
         ap.error(f"--sentences must be more than {N_TRAIN + N_VAL} to leave a test split")
@@ -106,16 +110,18 @@ def main() -> int:
     log(f"{len(texts)} sentences, {args.max_length} tokens each "
         f"({int(mask.sum(1).max())} longest before padding)")
 
-    log("exporting to ONNX (the slow part)...")
-    proto = to_onnx(encoder, torch.tensor(ids[:2]), torch.tensor(mask[:2]))
-    # Sanity check: the exported graph reproduces torch on a few test rows.
-    sess = ort.InferenceSession(proto.SerializeToString())
-    rows = slice(N_TRAIN + N_VAL, N_TRAIN + N_VAL + 8)
-    got = sess.run(None, {"input_ids": ids[rows], "attention_mask": mask[rows]})[0]
-    with torch.no_grad():
-        want = encoder(torch.tensor(ids[rows]), torch.tensor(mask[rows])).numpy()
-    max_diff = float(np.abs(got - want).max())
-    log(f"onnxruntime vs torch on 8 test rows: max abs diff {max_diff:.2e}")
+    metrics = {"mean_tokens": float(mask.sum(1).mean())}
+    if args.flavor == "onnx":
+        log("exporting to ONNX (the slow part)...")
+        proto = to_onnx(encoder, torch.tensor(ids[:2]), torch.tensor(mask[:2]))
+        # Sanity check: the exported graph reproduces torch on a few test rows.
+        sess = ort.InferenceSession(proto.SerializeToString())
+        rows = slice(N_TRAIN + N_VAL, N_TRAIN + N_VAL + 8)
+        got = sess.run(None, {"input_ids": ids[rows], "attention_mask": mask[rows]})[0]
+        with torch.no_grad():
+            want = encoder(torch.tensor(ids[rows]), torch.tensor(mask[rows])).numpy()
+        metrics["onnx_torch_max_abs_diff"] = float(np.abs(got - want).max())
+        log(f"onnxruntime vs torch on 8 test rows: max abs diff {metrics['onnx_torch_max_abs_diff']:.2e}")
 
     table = pa.table({
         "input_ids": pa.array(list(ids), type=pa.list_(pa.int64())),
@@ -124,15 +130,19 @@ def main() -> int:
         "split": pa.array(split, type=pa.string()),
     })
     # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
-    with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name="minilm-onnx") as run,
+    with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name=f"minilm-{args.flavor}") as run,
           tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / "sentences.parquet"
         pq.write_table(table, data_file)
         mlflow.log_artifact(str(data_file), artifact_path="data")
         mlflow.log_params({"sentences": len(texts), "max_length": args.max_length})
-        mlflow.log_metrics({"onnx_torch_max_abs_diff": max_diff,
-                            "mean_tokens": float(mask.sum(1).mean())})
-        info = mlflow.onnx.log_model(proto, name="model", registered_model_name=args.name)
+        mlflow.log_metrics(metrics)
+        if args.flavor == "onnx":
+            info = mlflow.onnx.log_model(proto, name="model", registered_model_name=args.name)
+        else:  # explicit requirements: MLflow's defaults for transformers look for torchvision
+            info = mlflow.transformers.log_model(
+                {"model": encoder.bert, "tokenizer": tokenizer}, name="model", task="feature-extraction",
+                registered_model_name=args.name, pip_requirements=["transformers", "torch"])
         version = info.registered_model_version
         MlflowClient().set_registered_model_alias(args.name, args.alias, version)
         log(f"registered {args.name} version {version} as @{args.alias}")

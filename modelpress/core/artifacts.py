@@ -36,7 +36,7 @@ WEIGHTS_FILE = "weights.npz"
 PROGRAM_FILE = "program.pt2"
 # What each step noted (which source form, what pruning removed...); travels in the folder up to registration.
 NOTES_FILE = "technique_notes.json"
-TORCH_FORMATS = ("torch-npz", "torch-export")
+TORCH_FORMATS = ("torch-npz", "torch-export", "transformers")
 EXTERNAL_DATA_FILE = "model.onnx.data"  # only past protobuf's 2 GiB limit
 _PROTOBUF_LIMIT = 2**31 - 2**26  # leave room for the graph itself
 
@@ -62,7 +62,8 @@ class TensorSpec(FrozenConfig):
 
 
 class ModelManifest(FrozenConfig):
-    format: Literal["onnx", "torch-npz", "torch-export"] = Field(description="How the model is stored.")
+    format: Literal["onnx", "torch-npz", "torch-export", "transformers"] = Field(
+        description="How the model is stored.")
     inputs: tuple[TensorSpec, ...] = Field(min_length=1, description="What the model takes, in graph order.")
     outputs: tuple[TensorSpec, ...] = Field(default=(), description="What the model returns, in graph order.")
     architecture: ArchSpec | None = Field(
@@ -71,6 +72,9 @@ class ModelManifest(FrozenConfig):
     dataset: str | None = Field(default=None, description="Dataset the model was trained on.")
     sparse: tuple[str, ...] = Field(
         default=(), description="torch-npz: weights stored as nonzero values + bitmask."
+    )
+    heads_removed: dict[int, tuple[int, ...]] = Field(
+        default_factory=dict, description="transformers: attention heads removed so far, by layer index."
     )
 
     @model_validator(mode="before")
@@ -108,8 +112,11 @@ def read_manifest(model_dir: str | Path) -> ModelManifest:
     return parse_config(ModelManifest, path.read_text(), str(path))
 
 
-def _write_manifest(model_dir: Path, manifest: ModelManifest) -> None:
-    (model_dir / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+def write_manifest(model_dir: Path, manifest: ModelManifest) -> None:
+    (Path(model_dir) / MANIFEST).write_text(manifest.model_dump_json(indent=2))
+
+
+_write_manifest = write_manifest
 
 
 def save_torch(
@@ -170,6 +177,10 @@ def load_torch(model_dir: str | Path) -> tuple[torch.nn.Module, ModelManifest]:
     manifest = read_manifest(model_dir)
     if manifest.format == "torch-export":
         return _load_program_dir(Path(model_dir), manifest), manifest
+    if manifest.format == "transformers":
+        from modelpress.models import hf
+
+        return hf.load(Path(model_dir), manifest.heads_removed, str(model_dir)), manifest
     if manifest.format != "torch-npz" or manifest.architecture is None:
         raise ModelpressError(
             f"{model_dir} holds a {manifest.format} model, not a torch model",
@@ -226,13 +237,20 @@ def save_like(
     `architecture`) as torch-npz, anything else as a torch-export program."""
     if manifest.format == "torch-npz":
         return save_torch(model_dir, module, architecture or manifest.architecture, manifest.input, manifest.dataset)
+    if manifest.format == "transformers":  # config + safetensors; `manifest` says which heads are gone
+        from modelpress.models import hf
+
+        hf.save(Path(model_dir), module)
+        write_manifest(Path(model_dir), manifest)
+        return Path(model_dir)
     return save_program_dir(model_dir, module, manifest.inputs, manifest.outputs, manifest.dataset)
 
 
 def weights_bytes(model_dir: str | Path) -> int:
     """Size of the file that holds a torch model folder's weights."""
     manifest = read_manifest(model_dir)
-    return (Path(model_dir) / (PROGRAM_FILE if manifest.format == "torch-export" else WEIGHTS_FILE)).stat().st_size
+    name = {"torch-export": PROGRAM_FILE, "transformers": "model.safetensors"}.get(manifest.format, WEIGHTS_FILE)
+    return (Path(model_dir) / name).stat().st_size
 
 
 def _sparse_keys(manifest: ModelManifest) -> set[str]:

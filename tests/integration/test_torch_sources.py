@@ -25,9 +25,9 @@ SECTION = "## Bring your own torch model"
 
 @pytest.fixture(scope="module")
 def torch_byom(server_env):
-    """Run the README section's commands once (three sources, five variants)."""
+    """Run the README section's commands once (five sources, seven variants)."""
     script = readme_commands(SECTION).replace(".venv/bin/", f"{Path(sys.executable).parent}/")
-    assert script.count("modelpress run") == 5
+    assert script.count("modelpress run") == 7
     proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=server_env,
                           capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -38,8 +38,8 @@ def _note(mv, key: str) -> dict:
     return json.loads(mv.tags[f"modelpress.note.{key}"])
 
 
-def test_tabular_mlp_prunes_deep_compresses_and_quantizes_after_qat(torch_byom, client):
-    pruned, packed = _versions(client, "digits-torch-mlp.cpu-x86-fp32")
+def test_tabular_mlp_prunes_deep_compresses_distills_and_quantizes_after_qat(torch_byom, client):
+    pruned, packed, distilled = _versions(client, "digits-torch-mlp.cpu-x86-fp32")
     assert pruned.tags["modelpress.chain"].startswith("prune>")
     assert _metric(pruned, "prune_params_ratio") <= 0.6 and _metric(pruned, "accuracy_delta") >= -0.01
     assert "deep_compress" in packed.tags["modelpress.chain"]
@@ -47,7 +47,12 @@ def test_tabular_mlp_prunes_deep_compresses_and_quantizes_after_qat(torch_byom, 
     assert _metric(packed, "accuracy_delta") >= -0.005
     (qat,) = _versions(client, "digits-torch-mlp.cpu-x86-int8")
     assert "qat" in qat.tags["modelpress.chain"] and _metric(qat, "accuracy_delta") >= -0.01
-    for mv in (pruned, packed, qat):  # how the source was read travels to every variant
+    # Distilled into the registered digits-torch-mlp-small, from its own weights (3,610 parameters).
+    assert _note(distilled, "distill")["student"] == {"model": "models:/digits-torch-mlp-small@champion",
+                                                      "version": "models:/digits-torch-mlp-small/1"}
+    assert _metric(distilled, "distill_student_params") == 3610
+    assert _metric(distilled, "accuracy_delta") >= -0.015
+    for mv in (pruned, packed, qat, distilled):  # how the source was read travels to every variant
         assert _note(mv, "source") == {"format": "mlflow.pytorch torch.export program (pt2)", "unpickled": False}
 
 
@@ -56,6 +61,15 @@ def test_residual_cnn_with_a_concatenation_gets_faster_at_batch_64(torch_byom, c
     assert _metric(mv, "latency_ratio_b64") < 1.0
     assert _metric(mv, "accuracy_delta") >= -0.01
     assert _metric(mv, "prune_macs_ratio") <= 0.5
+
+
+def test_transformers_encoder_loses_heads_then_quantizes(torch_byom, client):
+    (mv,) = _versions(client, "minilm-hf.cpu-x86-int8")
+    assert mv.tags["modelpress.chain"] == "prune>export_onnx>quantize"
+    assert _metric(mv, "prune_heads") == 54 and _metric(mv, "prune_heads_before") == 72
+    assert _metric(mv, "cosine_mean") >= 0.95 and _metric(mv, "size_ratio") <= 0.30
+    assert _note(mv, "source")["format"] == "mlflow.transformers BertModel (safetensors)"
+    assert sum(len(h) for h in _note(mv, "prune")["heads_removed"].values()) == 18
 
 
 def test_trusted_pickle_compresses_and_says_so(torch_byom, client):

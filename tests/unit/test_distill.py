@@ -47,8 +47,8 @@ def _cfg(**extra) -> DistillConfig:
     ({"student": STUDENT, "temperature": -2}, "temperature -2.0 must be > 0"),
     ({"student": STUDENT, "alpha": 1.5}, "alpha 1.5 is outside [0, 1]"),
     ({"student": STUDENT, "alpha": -0.1}, "alpha -0.1 is outside [0, 1]"),
-    ({"student": {}}, "either `family`"),
-    ({"student": {"family": "digits-cnn", "architecture": {"family": "mlp"}}}, "either `family`"),
+    ({"student": {}}, "give the student one of `family`"),
+    ({"student": {"family": "digits-cnn", "architecture": {"family": "mlp"}}}, "give the student one of `family`"),
     ({"student": {"family": "digits-cnn", "depth": 4}}, "at most 3 conv blocks"),
     ({"student": STUDENT, "temprature": 2}, "temprature: unknown key"),
 ])
@@ -115,6 +115,37 @@ def test_refusals(teacher_dir, data, tmp_path):
         distill(teacher, data, _cfg(hints=[{"teacher_layer": "4", "student_layer": "9"}]), SHAPE,
                 say=lambda s: None)
     onnx_teacher = Teacher(export_onnx(teacher_dir, tmp_path / "onnx"))
-    with pytest.raises(ModelpressError, match="hint distillation needs a torch teacher, but the teacher is onnx"):
+    with pytest.raises(ModelpressError, match="distill.hints needs a torch teacher, but the teacher is onnx"):
         distill(onnx_teacher, data, _cfg(hints=[{"teacher_layer": "4", "student_layer": "4"}]), SHAPE,
                 say=lambda s: None)
+
+
+def test_narrowed_source_student_is_the_teacher_with_fewer_channels(teacher_dir, data, tmp_path):
+    """student: {narrow: 0.5}: the source pruned to half its channels, trained against the full source,
+    saved as a program (its architecture is no catalog spec)."""
+    cfg = parse_config(DistillConfig, {"student": {"narrow": 0.5}, "train": QUICK}, "recipe.distill")
+    r = get_technique("distill").apply(teacher_dir, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "n")
+    assert 0.15 < r.metrics["params_ratio"] < 0.45
+    assert r.notes["student"] == {"narrow": 0.5}
+    manifest = artifacts.read_manifest(r.model_dir)
+    assert manifest.format == "torch-export" and manifest.outputs[0].shape == (10,)
+    student, _ = artifacts.load_torch(r.model_dir)
+    assert student(torch.from_numpy(data.x_val[:3])).shape == (3, 10)
+    assert r.metrics["val_accuracy"] > 0.5
+
+
+def test_a_given_student_trains_from_its_own_weights(teacher_dir, data, tmp_path):
+    """student: {model: ...}: what the registry holds (fetched by the pipeline step) is trained as it is."""
+    small = build_model(MLPSpec(hidden=(16,)), seed=1)
+    student_dir = artifacts.save_program_dir(tmp_path / "s", small, (artifacts.TensorSpec(shape=SHAPE),),
+                                             (artifacts.TensorSpec(name="logits", shape=(10,)),))
+    cfg = parse_config(DistillConfig, {"student": {"model": "models:/small@champion"}, "train": QUICK},
+                       "recipe.distill")
+    with pytest.raises(ModelpressError, match="was not fetched"):
+        get_technique("distill").apply(teacher_dir, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "x")
+    r = get_technique("distill").apply(teacher_dir, data, cfg, parse_target("cpu-x86-fp32"), tmp_path / "g",
+                                       student_dir=student_dir)
+    assert r.metrics["student_params"] == sum(p.numel() for p in small.parameters())
+    assert artifacts.read_manifest(r.model_dir).format == "torch-export"
+    with pytest.raises(ModelpressError, match="student.model: 'models:/bad' is not a registry model URI"):
+        parse_config(DistillConfig, {"student": {"model": "models:/bad"}}, "recipe.distill")
