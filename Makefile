@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-deep-compress bench-data-range clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-deep-compress bench-data-range clean
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ bench-prune: setup
 
 bench-prune-minilm: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/prune_minilm.py
+
+# Torch-Pruning is installed for this comparison only; modelpress does not depend on it.
+bench-prune-coverage: setup
+	$(BIN)/python -m pip install --quiet --no-deps torch-pruning==1.6.1
+	$(BIN)/python benchmarks/prune_tracer_coverage.py
 
 bench-distill: setup
 	$(BIN)/python benchmarks/distill_digits.py

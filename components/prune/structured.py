@@ -6,8 +6,12 @@ only break at serving time. Here torch.fx gives the whole graph up front (for a 
 logged with mlflow.pytorch, the torch.export program itself), every op on a pruned tensor
 must be one we know how to keep consistent, and anything else is refused with the node's
 name. The supported set: Conv2d, Linear, BatchNorm, activations, pooling, flatten and
-reshape, residual adds, concatenations along channels, depthwise convs; attention heads
-are pruned by `heads.py`. `tests/unit/test_prune_structured.py` runs each case.
+reshape, residual adds, concatenations along channels, depthwise convs, grouped convs (their
+outputs pruned block by block, their inputs kept whole); attention heads
+are pruned by `heads.py`. `tests/unit/test_prune_structured.py` runs each case, and
+`benchmarks/prune_tracer_coverage.py` runs both tracers side by side: they agree on MLPs and
+residual adds, ours removes more on concatenations (0.33x params against 0.48x), and less on
+grouped convs (0.59x against 0.35x: Torch-Pruning also narrows their inputs).
 
 Channels that must be removed together form a *group*: the producers whose output
 channels are coupled (two convs feeding one residual add are one group). Every place
@@ -53,6 +57,7 @@ class Group:
     size: int
     cuts: list[Cut] = field(default_factory=list)
     protected: str | None = None  # why this group may not be pruned
+    blocks: int = 1  # a grouped conv's output: channels come in this many blocks, each keeps as many
 
     @property
     def name(self) -> str:
@@ -115,6 +120,7 @@ class _Tracer:
         ga, gb = self.groups[ra], self.groups[rb]
         ga.producers += gb.producers
         ga.protected = ga.protected or gb.protected
+        ga.blocks = math.lcm(ga.blocks, gb.blocks)
         self.parent[rb] = ra
         return ra
 
@@ -197,7 +203,15 @@ class _Tracer:
                     self.through(node, name, src, spaces)
                 return src
             if mod.groups != 1:
-                self.protect_or_refuse(node, spaces, "is a grouped convolution")
+                # Each block of its outputs reads one block of its inputs: the inputs stay whole, and
+                # its outputs lose the same number of channels in every block.
+                for s in spaces:
+                    for g, _ in s:
+                        grp = self.group(g)
+                        grp.protected = grp.protected or f"feeds the grouped convolution {name}"
+                space = self.new_group(name, mod.out_channels)
+                self.group(space[0][0]).blocks = mod.groups
+                return space
             if src is not None:
                 if any(f != 1 for _, f in src):
                     self.protect_or_refuse(node, spaces, "convolves flattened features")
@@ -468,9 +482,19 @@ def prune_groups(
     module: torch.nn.Module, groups: list[Group], keep_counts: dict[str, int]
 ) -> None:
     """Keep the `keep_counts[group.name]` most important channels of each named group."""
+    import torch
+
     for g in groups:
         want = keep_counts.get(g.name)
         if want is None or want >= g.size or g.protected:
             continue
         scores = importance(module, g)
-        remove_channels(module, g, scores.topk(max(1, want)).indices)
+        if g.blocks == 1:
+            remove_channels(module, g, scores.topk(max(1, want)).indices)
+            continue
+        per = g.size // g.blocks  # the same count kept in every block, the best of each
+        keep = max(1, want // g.blocks)
+        if keep >= per:
+            continue
+        remove_channels(module, g, torch.cat([b * per + scores[b * per:(b + 1) * per].topk(keep).indices
+                                              for b in range(g.blocks)]))

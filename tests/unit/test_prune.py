@@ -182,3 +182,31 @@ def test_latency_objective_times_each_candidate(tmp_path, data, monkeypatch):
     unstructured = {"method": "unstructured", "sensitivity": {"objective": "latency", "keep": 0.5}}
     with pytest.raises(ModelpressError, match="objective latency needs method structured"):
         parse_config(PruneConfig, unstructured, "recipe.prune")
+
+
+def test_embedding_weights_are_pruned_and_shared_like_any_layer():
+    """Unstructured pruning and deep compression's weight sharing cover Embedding tables too."""
+    from torch import nn
+
+    from modelpress.components.deep_compress.sharing import freeze, share
+
+    class Bag(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(100, 16)
+            self.fc = nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.fc(self.emb(ids).mean(1))
+
+    torch.manual_seed(0)
+    model = Bag()
+    layers = list(measure.weight_layers(model))
+    assert layers == ["emb", "fc"]
+    masks = Masks(model, layers)
+    masks.update({}, 0.9)
+    assert float((model.emb.weight == 0).float().mean()) > 0.8
+    shared = share(model, {"emb": 4, "fc": 4}, 20)
+    freeze(model, shared, half=False)
+    assert len(torch.unique(model.emb.weight[model.emb.weight != 0])) <= 16  # a 4-bit codebook
+    assert model(torch.randint(0, 100, (2, 5))).shape == (2, 4)

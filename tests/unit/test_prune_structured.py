@@ -200,3 +200,31 @@ def test_untraceable_model_is_a_clear_error():
     with pytest.raises(ModelpressError, match="cannot trace the dependencies of DataDependent") as exc:
         trace_groups(DataDependent(), (64,))
     assert "method: unstructured" in exc.value.fix
+
+
+class GroupedConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.g = nn.Conv2d(16, 16, 3, padding=1, groups=4)
+        self.bn = nn.BatchNorm2d(16)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.head(torch.relu(self.bn(self.g(torch.relu(self.stem(x))))).mean((2, 3)))
+
+
+def test_grouped_conv_keeps_its_inputs_and_loses_outputs_block_by_block():
+    model = GroupedConv().eval()
+    groups = {g.name: g for g in trace_groups(model, SHAPE)}
+    assert groups["stem"].protected == "feeds the grouped convolution g"
+    assert groups["g"].blocks == 4 and groups["g"].protected is None
+    scores = importance(model, groups["g"])
+    rows = model.g.weight.detach().clone()
+    prune_groups(model, list(groups.values()), {"g": 8})
+    assert model.g.out_channels == 8 and model.g.groups == 4 and model.stem.out_channels == 16
+    assert model.bn.num_features == 8 and model.head.in_features == 8
+    assert model(torch.randn(2, *SHAPE)).shape == (2, 10)
+    # two channels kept in each block of four: the two most important of that block
+    best = [i for b in range(4) for i in sorted((b * 4 + scores[b * 4:(b + 1) * 4].topk(2).indices).tolist())]
+    assert torch.equal(model.g.weight, rows[best])
