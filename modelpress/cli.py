@@ -248,6 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     args.source = f"models:/{DEMO_MODEL}@{DEMO_ALIAS}"
     args.recipe = None
     args.data = None
+    args.trust_pickled_source = False  # the demo model is modelpress's own, never a pickle
     return cmd_run(args)
 
 

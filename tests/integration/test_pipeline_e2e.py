@@ -64,6 +64,13 @@ def test_registered_variant_loads_in_onnxruntime(first_run, client, mlflow_serve
     assert np.asarray(out["logits"] if isinstance(out, dict) else out).shape[-1] == 10
 
 
+def test_the_demo_command_reuses_the_source_and_the_variant(first_run, server_env):
+    """`make demo`'s command on a registry holding both: nothing runs again, and it exits 0."""
+    proc = run_cli(["demo"], server_env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "already registered" in proc.stderr and "not run again" in proc.stderr
+
+
 def test_rerun_is_idempotent(first_run, client, server_env):
     _, recipe = first_run
     before = client.search_model_versions(f"name = '{VARIANT}'")
