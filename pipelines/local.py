@@ -123,7 +123,9 @@ def run_local(
         with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose, quiet)):
             try:
                 task = compress(recipe=recipe_json, tracking_uri=tracking_uri, targets=targets)
-            except RuntimeError:
+            except (RuntimeError, ValueError):
+                # RuntimeError: a task failed. ValueError: seen under DockerRunner, a task whose container
+                # failed is recorded as a success without outputs, and the next task cannot find them.
                 reason = Path(err_path).read_text().strip().splitlines()
                 if reason:
                     raise ModelpressError(reason[-1]) from None
