@@ -62,8 +62,7 @@ def _refuse_torch_steps_on_onnx(recipe: Any, manifest: Any) -> None:
     """Steps that train torch weights need a torch model: the source, or a distilled student."""
     from modelpress.errors import ModelpressError
 
-    steps = [n for n, on in (("prune", recipe.prune), ("deep_compress", recipe.deep_compress),
-                             ("quantize.qat", recipe.quantize.qat)) if on is not None]
+    steps = [s for s in recipe.torch_sections() if s != "distill"]
     if steps and not manifest.is_torch and recipe.distill is None:
         raise ModelpressError(
             f"{', '.join(steps)} train torch weights, but {recipe.source} is {manifest.format}",

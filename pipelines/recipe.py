@@ -203,6 +203,12 @@ class Recipe(FrozenConfig):
         """Whether a torch-level step (distill, prune, deep_compress) changes the model before export."""
         return self.distill is not None or self.prune is not None or self.deep_compress is not None
 
+    def torch_sections(self) -> list[str]:
+        """The sections that train torch weights, in pipeline order."""
+        return [n for n, on in (("distill", self.distill), ("prune", self.prune),
+                                ("deep_compress", self.deep_compress), ("quantize.qat", self.quantize.qat))
+                if on is not None]
+
     def quantizes(self) -> bool:
         return parse_target(self.target).quantization is not None
 

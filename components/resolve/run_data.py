@@ -58,10 +58,8 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
 
 def _training_needs_classes(recipe: Recipe, task: str, why: str) -> None:
     """The torch steps fine-tune on class labels (cross-entropy, accuracy on val)."""
-    pruning = recipe.prune if recipe.prune is not None and recipe.prune.method != "heads" else None
-    steps = [n for n, on in (("distill", recipe.distill), ("prune", pruning),
-                             ("deep_compress", recipe.deep_compress), ("quantize.qat", recipe.quantize.qat))
-             if on is not None]
+    heads = recipe.prune is not None and recipe.prune.method == "heads"  # ranked on embeddings, no labels
+    steps = [s for s in recipe.torch_sections() if not (s == "prune" and heads)]
     if steps and task != "classification":
         raise ModelpressError(
             f"{', '.join(steps)} fine-tune on class labels, but this run's task is {task} ({why})",

@@ -116,9 +116,6 @@ def write_manifest(model_dir: Path, manifest: ModelManifest) -> None:
     (Path(model_dir) / MANIFEST).write_text(manifest.model_dump_json(indent=2))
 
 
-_write_manifest = write_manifest
-
-
 def save_torch(
     model_dir: str | Path,
     module: torch.nn.Module,
@@ -144,7 +141,7 @@ def save_torch(
             arrays[key] = a
     with open(out / WEIGHTS_FILE, "wb") as fh:
         np.savez(fh, **arrays)
-    _write_manifest(
+    write_manifest(
         out,
         ModelManifest(
             format="torch-npz", inputs=(input_spec,), outputs=(TensorSpec(name="logits", shape=(arch.num_classes,)),),
@@ -226,7 +223,7 @@ def save_program_dir(
     produced = io_of(program)[1]
     if len(produced) == len(outputs):  # keep the names the source gave its outputs
         produced = tuple(p.model_copy(update={"name": o.name}) for p, o in zip(produced, outputs))
-    _write_manifest(out, ModelManifest(format="torch-export", inputs=inputs, outputs=produced, dataset=dataset))
+    write_manifest(out, ModelManifest(format="torch-export", inputs=inputs, outputs=produced, dataset=dataset))
     return out
 
 
@@ -279,7 +276,7 @@ def save_onnx(model_dir: str | Path, model: onnx.ModelProto | str | Path, datase
     else:
         onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=EXTERNAL_DATA_FILE)
-    _write_manifest(out, ModelManifest(format="onnx", inputs=inputs, outputs=outputs, dataset=dataset))
+    write_manifest(out, ModelManifest(format="onnx", inputs=inputs, outputs=outputs, dataset=dataset))
     return out
 
 
