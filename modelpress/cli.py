@@ -253,8 +253,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from modelpress.core.hardware import parse_target
-    from modelpress.core.technique import get_technique
     from modelpress.pipelines.local import run_local
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry import source as src
@@ -268,10 +266,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust,
                              data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
                                    "uri": args.data})
-    for target in recipe.targets:
-        narrowed = recipe.for_target(target)
-        if narrowed.quantizes():
-            get_technique("quantize").check_target(narrowed.quantize, parse_target(target))
     uri = tracking_uri()
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
@@ -312,8 +306,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if t not in done)})
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
-    run = run_local(recipe.to_json(), list(recipe.targets), uri, home() / "runs", verbose=args.verbose,
-                    docker=args.docker, quiet=args.quiet)
+    run = run_local(recipe, uri, home() / "runs", verbose=args.verbose, docker=args.docker, quiet=args.quiet)
 
     run.verdicts.sort(key=lambda v: recipe.targets.index(v["target"]))  # the recipe's order
     rows = []
@@ -325,6 +318,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows.append((name, verdict, registered))
     print(_table(rows), flush=True)
     _say(f"task logs: {run.log_path}")
+    if (report := run.pareto_report()) is not None:
+        _say(f"report (accuracy, latency, size; Pareto front): {report}")
     for verdict in run.verdicts:
         if (report := run.report_path(verdict)) is not None:
             _say(f"gate report{'' if len(run.verdicts) == 1 else ' (' + verdict['target'] + ')'}: {report}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.errors import ModelpressError
+from modelpress.pipelines.arguments import pipeline_arguments
 
 HOST_ENV = "KF_PIPELINES_ENDPOINT"  # kfp's own variable
 TOKEN_ENV = "KF_PIPELINES_TOKEN"
@@ -82,7 +83,7 @@ def submit(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, ru
     with tempfile.TemporaryDirectory(prefix="modelpress-submit-") as tmp:
         result = client.create_run_from_pipeline_package(
             str(_package(recipe, Path(tmp))),
-            arguments={"recipe": recipe.to_json(), "tracking_uri": tracking_uri, "targets": list(recipe.targets)},
+            arguments=pipeline_arguments(recipe, tracking_uri),
             run_name=run_name or f"modelpress {recipe.source} for {', '.join(recipe.targets)}",
             experiment_name=experiment,
         )
@@ -106,7 +107,7 @@ def schedule(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, 
         rr = client.create_recurring_run(
             experiment_id=exp.experiment_id, job_name=name, cron_expression=cron,
             max_concurrency=max_concurrency, no_catchup=True,
-            params={"recipe": recipe.to_json(), "tracking_uri": tracking_uri, "targets": list(recipe.targets)},
+            params=pipeline_arguments(recipe, tracking_uri),
             pipeline_package_path=str(_package(recipe, Path(tmp))),
         )
     return {"recurring_run_id": rr.recurring_run_id, "cron": cron, "replaced": replaced, "host": cluster.host}

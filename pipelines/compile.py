@@ -11,32 +11,30 @@ from typing import Any
 
 
 def components() -> dict:
-    from modelpress.components.deep_compress.component import deep_compress
-    from modelpress.components.distill.component import distill
+    """Every component the pipeline uses: the fixed steps and each registered technique's."""
     from modelpress.components.evaluate.component import evaluate
     from modelpress.components.export_onnx.component import export_onnx
     from modelpress.components.gate.component import gate
-    from modelpress.components.prune.component import prune
-    from modelpress.components.qat.component import qat
-    from modelpress.components.quantize.component import quantize
     from modelpress.components.register.component import register
     from modelpress.components.resolve.component import resolve
     from modelpress.components.summarize.component import summarize
     from modelpress.components.validate_data.component import validate_data
+    from modelpress.core.technique import techniques
+    from modelpress.pipelines.compress import component_of
 
-    return {c.name: c for c in (resolve, validate_data, distill, prune, deep_compress, qat, export_onnx, quantize, evaluate,
-                                    gate, register, summarize)}
+    steps = [resolve, validate_data, export_onnx, *(component_of(t) for t in techniques()), evaluate, gate,
+             register, summarize]
+    return {c.name: c for c in steps}
 
 
 def compile_pipeline(path: Path, recipe: Any = None) -> Path:
-    """The pipeline as IR YAML; with a (validated) recipe, that recipe is its `recipe` default."""
+    """The pipeline as IR YAML; with a (validated) recipe, its sections are the parameters' defaults."""
     from kfp import compiler
 
-    from modelpress.pipelines.compress import compress
+    from modelpress.pipelines.compress import build_pipeline
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    params = {"recipe": recipe.to_json(), "targets": list(recipe.targets)} if recipe is not None else None
-    compiler.Compiler().compile(compress, str(path), pipeline_parameters=params)
+    compiler.Compiler().compile(build_pipeline(recipe), str(path))
     return path
 
 

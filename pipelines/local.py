@@ -31,6 +31,16 @@ _TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 class LocalRun:
     verdicts: list[dict[str, Any]]  # one per target, in target order
     log_path: Path
+    summary_path: Path
+
+    def pareto_report(self) -> Path | None:
+        """The summarize step's HTML report, copied to the run's folder under a name a browser opens as HTML."""
+        import shutil
+
+        report = self.summary_path.parent / "report"
+        if not report.is_file():
+            return None
+        return Path(shutil.copyfile(report, self.summary_path.parents[1] / "pareto_report.html"))
 
     def report_path(self, verdict: dict[str, Any]) -> Path | None:
         """The gate step's Markdown report for that target, written pass or fail (beside its verdict)."""
@@ -86,14 +96,14 @@ class _ProgressTee(io.TextIOBase):
 
 
 def run_local(
-    recipe_json: str, targets: list[str], tracking_uri: str, runs_dir: Path, verbose: bool = False,
-    docker: bool = False, quiet: bool = False,
+    recipe: Any, tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False, quiet: bool = False,
 ) -> LocalRun:
     """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
     from kfp import local
 
     from modelpress.components.task import ERROR_FILE_ENV
-    from modelpress.pipelines.compress import compress
+    from modelpress.pipelines.arguments import pipeline_arguments
+    from modelpress.pipelines.compress import build_pipeline
 
     if docker and not tracking_uri.startswith(("http://", "https://")):
         raise ModelpressError(
@@ -122,7 +132,7 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose, quiet)):
             try:
-                task = compress(recipe=recipe_json, tracking_uri=tracking_uri, targets=targets)
+                task = build_pipeline(recipe)(**pipeline_arguments(recipe, tracking_uri))
             except (RuntimeError, ValueError):
                 # RuntimeError: a task failed. ValueError: seen under DockerRunner, a task whose container
                 # failed is recorded as a success without outputs, and the next task cannot find them.
@@ -136,4 +146,5 @@ def run_local(
         sys.stdout, sys.stderr = streams
         os.environ.pop(ERROR_FILE_ENV, None)
         Path(err_path).unlink(missing_ok=True)
-    return LocalRun(verdicts=json.loads(Path(task.output.path).read_text()), log_path=log_path)
+    summary = Path(task.output.path)
+    return LocalRun(verdicts=json.loads(summary.read_text()), log_path=log_path, summary_path=summary)

@@ -2,7 +2,7 @@
 
 A gate on a metric that no step produces would fail only after all the compute; the recipe
 refuses it when it is loaded (so `modelpress run` and `modelpress compile --recipe` both stop
-at once, naming the metric). Each technique's settings module declares what it measures.
+at once, naming the metric). Each technique declares what it measures (`Technique.metrics`).
 """
 
 from __future__ import annotations
@@ -16,9 +16,6 @@ COMPARISON = ("size_ratio",)
 
 def produced_metrics(recipe: Any, task: str | None = None) -> frozenset[str]:
     """Every metric name a gate of `recipe` may name; for `task`, else the recipe's (auto: any task's)."""
-    from modelpress.components.deep_compress import settings as deep_compress
-    from modelpress.components.distill import settings as distill
-    from modelpress.components.prune import settings as prune
     from modelpress.core.tasks import TASKS, metrics_of
 
     task = task or recipe.task.kind
@@ -27,15 +24,6 @@ def produced_metrics(recipe: Any, task: str | None = None) -> frozenset[str]:
         names |= set(metrics_of(t))
     for b in recipe.evaluate.batch_sizes:
         names |= {f"latency_p50_ms_b{b}", f"latency_p95_ms_b{b}", f"latency_ratio_b{b}"}
-    techniques: list[tuple[str, tuple[str, ...]]] = []
-    if recipe.distill is not None:
-        techniques.append(("distill", distill.METRICS))
-    if recipe.prune is not None:
-        extra = {"unstructured": prune.UNSTRUCTURED_METRICS, "heads": prune.HEAD_METRICS}.get(recipe.prune.method, ())
-        base = prune.METRICS if recipe.prune.method != "heads" else ()
-        techniques.append(("prune", base + extra))
-    if recipe.deep_compress is not None:
-        techniques.append(("deep_compress", deep_compress.METRICS))
-    for name, metrics in techniques:
-        names |= {f"{name}_{m}" for m in metrics}
+    for technique, config in recipe.enabled():
+        names |= {f"{technique.name}_{m}" for m in technique.metrics(config)}
     return frozenset(names)

@@ -7,8 +7,10 @@
       - {metric: accuracy, change: {max_degradation: 0.01}}
 
 Every section is a frozen pydantic model that rejects unknown keys. The
-same JSON travels into each KFP task, which validates it again, so a
-cluster run checks exactly what the CLI checked.
+technique sections (distill, prune, deep_compress, quantize, ...) come from the
+technique registry (`modelpress.core.technique`): `recipe_model()` adds one field
+per registered technique to `RecipeBase`. Each KFP task gets only its own section
+(`pipelines/arguments.py`), which it validates again.
 """
 
 from __future__ import annotations
@@ -18,34 +20,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, create_model, field_validator, model_validator
 
-from modelpress.components.deep_compress.settings import DeepCompressConfig
-from modelpress.components.distill.settings import DistillConfig
 from modelpress.components.evaluate.measure import EvaluateConfig
-from modelpress.components.prune.settings import PruneConfig
-from modelpress.components.quantize.settings import QuantizeConfig
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.data_source import DataConfig
 from modelpress.core.hardware import parse_target
 from modelpress.core.tasks import TaskConfig, default_gates
+from modelpress.core.technique import Technique, registry_key, techniques
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
-from modelpress.registry.variants import DEFAULT_ALIAS
+from modelpress.registry.variants import VariantConfig
 from modelpress.validators.data_checks import DataChecksConfig
 from modelpress.validators.gates import Gate, gates_for
 from modelpress.validators.model_checks import ModelChecksConfig
 
 
-class VariantConfig(FrozenConfig):
-    alias: str = Field(
-        default=DEFAULT_ALIAS,
-        pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$",
-        description="Alias set on the registered variant (its own registered model per target).",
-    )
+class RecipeBase(FrozenConfig):
+    """Everything a recipe says except the techniques' own sections (added by `recipe_model`)."""
 
-
-class Recipe(FrozenConfig):
     source: str = Field(
         default="models:/digits-cnn@champion",
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
@@ -60,14 +53,6 @@ class Recipe(FrozenConfig):
         description="The data to calibrate, train and evaluate on; default: the source's modelpress.dataset tag.",
     )
     task: TaskConfig = Field(default_factory=TaskConfig, description="How the model's outputs are scored.")
-    distill: DistillConfig | None = Field(
-        default=None, description="Distill step (the source is the teacher); None: no distillation."
-    )
-    prune: PruneConfig | None = Field(default=None, description="Prune step; None: no pruning.")
-    deep_compress: DeepCompressConfig | None = Field(
-        default=None, description="Deep compression (prune, share, Huffman-code); fp32 targets only."
-    )
-    quantize: QuantizeConfig = Field(default_factory=QuantizeConfig, description="Quantize step.")
     data_checks: DataChecksConfig = Field(
         default_factory=DataChecksConfig, description="Great Expectations checks on the dataset, before any step."
     )
@@ -122,46 +107,40 @@ class Recipe(FrozenConfig):
             raise ValueError(f"targets {list(names)} name a target twice")
         return names
 
-    @property
-    def target(self) -> str:
-        """The one target of a recipe narrowed by `for_target` (each per-target task's view)."""
-        if len(self.targets) != 1:
-            raise ModelpressError(f"this step runs per target; the recipe has {len(self.targets)}",
-                                  "narrow it with Recipe.for_target(name)")
-        return self.targets[0]
+    # ------------------------------------------------------------ derived from the technique registry
 
-    def for_target(self, target: str) -> Recipe:
-        """The recipe as one target's tasks see it."""
-        name = parse_target(target).name
-        if name not in self.targets:
-            raise ModelpressError(f"target {name} is not one of the recipe's targets ({', '.join(self.targets)})",
-                                  "run the pipeline with the targets of its recipe (modelpress compile/submit do)")
-        return self.model_copy(update={"targets": (name,)})
+    def enabled(self) -> list[tuple[Technique, Any]]:
+        """The techniques this recipe uses, with their configs, in pipeline order."""
+        return [(t, c) for t in techniques() if (c := t.config_of(self)) is not None]
 
     @model_validator(mode="after")
-    def _something_to_do(self) -> Recipe:
-        quantizing = [t for t in self.targets if parse_target(t).quantization is not None]
-        if self.deep_compress is not None:
-            if self.prune is not None:
-                raise ValueError("deep_compress prunes as its first stage: move the prune settings to "
-                                 "deep_compress.prune")
-            if quantizing:
-                raise ValueError(
-                    f"deep_compress stores shared float weights, but target {quantizing[0]} quantizes them "
-                    "again; use an fp32 target (cpu-x86-fp32)"
-                )
-        if not quantizing and self.quantize != QuantizeConfig():
+    def _techniques_fit(self) -> RecipeBase:
+        """Each technique's own refusals: clashes with other sections, and targets it cannot serve."""
+        try:
+            for technique, config in self.enabled():
+                technique.check_recipe(config, self)
+                for name in self.targets:
+                    target = parse_target(name)
+                    if technique.applies_to(target):
+                        technique.check_target(config, target)
+        except ModelpressError as exc:
+            raise ValueError(exc.problem) from None
+        return self
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> RecipeBase:
+        fp32 = [t for t in self.targets if parse_target(t).quantization is None]
+        if len(fp32) == len(self.targets) and self.quantize != type(self.quantize)():
             raise ValueError(f"target {self.targets[0]} is fp32: drop the quantize section")
-        fp32 = [t for t in self.targets if t not in quantizing]
         if fp32 and not self.changes_weights():  # an fp32 target: nothing is quantized
             raise ValueError(
-                f"target {fp32[0]} is fp32 and there is no distill, prune or deep_compress section, so the "
+                f"target {fp32[0]} is fp32 and there is no {self._weight_changers()} section, so the "
                 "variant would be the source itself; add one, or pick an int8 or fp16 target"
             )
         return self
 
     @model_validator(mode="after")
-    def _gates_can_be_measured(self) -> Recipe:
+    def _gates_can_be_measured(self) -> RecipeBase:
         """Refuse now, not after the compute, a gate that nothing measures or no gate at all."""
         import difflib
 
@@ -184,33 +163,45 @@ class Recipe(FrozenConfig):
         return self
 
     def active_gates(self, task: str, target: str | None = None) -> tuple[Gate, ...]:
-        """The gates a candidate for `target` (default: the narrowed recipe's one) must pass, for the run's task."""
-        return gates_for(self.gates if self.gates is not None else default_gates(task), target or self.target)
+        """The gates a candidate for `target` (default: the first) must pass, for the run's task."""
+        return gates_for(self.gates if self.gates is not None else default_gates(task), target or self.targets[0])
 
-    def check_gates_for(self, task: str, why: str) -> None:
-        """Refuse, before any compute, a gate on a metric the run's task does not produce."""
-        from modelpress.core.tasks import metrics_of
+    def unmeasurable_gates(self) -> dict[str, list[str]]:
+        """Per task kind, the gated metrics a run of that task could not measure (resolve refuses those)."""
+        from modelpress.core.tasks import TASKS
         from modelpress.pipelines.metrics import produced_metrics
 
-        produced = produced_metrics(self, task)
-        for gate in (g for t in self.targets for g in self.active_gates(task, t)):
-            if gate.metric not in produced:
-                raise ModelpressError(
-                    f"gate on {gate.metric!r} cannot be measured: this run's task is {task} ({why})",
-                    f"gate on {', '.join(metrics_of(task))} instead, or set task.kind / data.label")
+        out = {}
+        for task in TASKS:
+            produced = produced_metrics(self, task)
+            out[task] = sorted({g.metric for t in self.targets for g in self.active_gates(task, t)} - produced)
+        return out
+
+    def _weight_changers(self) -> str:
+        names = [t.section or t.name for t in techniques() if t.changes_weights and not t.per_target]
+        return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
     def changes_weights(self) -> bool:
-        """Whether a torch-level step (distill, prune, deep_compress) changes the model before export."""
-        return self.distill is not None or self.prune is not None or self.deep_compress is not None
+        """Whether a target-independent step (distill, prune, deep_compress, ...) changes the model before export."""
+        return any(t.changes_weights and not t.per_target for t, _ in self.enabled())
 
     def torch_sections(self) -> list[str]:
         """The sections that train torch weights, in pipeline order."""
-        return [n for n, on in (("distill", self.distill), ("prune", self.prune),
-                                ("deep_compress", self.deep_compress), ("quantize.qat", self.quantize.qat))
-                if on is not None]
+        return [t.section or f"quantize.{t.name}" for t, _ in self.enabled() if t.input_format == "torch"]
 
-    def quantizes(self) -> bool:
-        return parse_target(self.target).quantization is not None
+    def needs_torch_source(self) -> list[str]:
+        """Sections that need the source itself to be a torch model: none after a step that makes one."""
+        steps: list[str] = []
+        for t, _ in self.enabled():
+            if t.output_format == "torch" and t.input_format != "torch":
+                return steps  # e.g. distill: every later torch step trains its student
+            if t.input_format == "torch":
+                steps.append(t.section or f"quantize.{t.name}")
+        return steps
+
+    def needs_labels(self) -> list[str]:
+        """Sections that fine-tune on class labels."""
+        return [t.section or f"quantize.{t.name}" for t, c in self.enabled() if t.needs_labels(c)]
 
     def config_hash(self) -> str:
         """Hash of what shapes the variant and its acceptance.
@@ -222,20 +213,37 @@ class Recipe(FrozenConfig):
                                                      "trust_pickled_source"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
-    def chain(self) -> list[str]:
-        """The techniques that shape the variant, in order (recorded as lineage)."""
-        return (
-            (["distill"] if self.distill is not None else [])
-            + (["prune"] if self.prune is not None else [])
-            + (["deep_compress"] if self.deep_compress is not None else [])
-            + (["qat"] if self.quantize.qat is not None else [])
-            + ["export_onnx"]
-            + (["quantize"] if self.quantizes() else [])
-        )
+    def chain(self, target: str | None = None) -> list[str]:
+        """The techniques that shape `target`'s variant (default: the first target's), in order (its lineage)."""
+        t = parse_target(target or self.targets[0])
+        on = [tech for tech, _ in self.enabled() if tech.applies_to(t)]
+        return ([x.name for x in on if x.input_format != "onnx"] + ["export_onnx"]
+                + [x.name for x in on if x.input_format == "onnx"])
 
     def to_json(self) -> str:
         return self.model_dump_json()
 
+
+_MODELS: dict[tuple, type[RecipeBase]] = {}
+
+
+def recipe_model() -> type[RecipeBase]:
+    """The recipe class for the techniques registered now: RecipeBase plus one section per technique."""
+    key = registry_key()
+    if key not in _MODELS:
+        fields: dict[str, Any] = {}
+        for t in techniques():
+            if t.section is None:
+                continue
+            if t.section_required:
+                fields[t.section] = (t.Config, Field(default_factory=t.Config, description=t.description))
+            else:
+                fields[t.section] = (t.Config | None, Field(default=None, description=t.description))
+        _MODELS[key] = create_model("Recipe", __base__=RecipeBase, __doc__=RecipeBase.__doc__, **fields)
+    return _MODELS[key]
+
+
+Recipe = recipe_model()  # the built-in techniques' recipe; load_recipe() follows later registrations
 
 
 def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
@@ -258,4 +266,4 @@ def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
     if overrides.get("target") is not None:  # --target replaces the recipe's target(s)
         data.pop("targets", None)
     data.update({k: v for k, v in overrides.items() if v is not None})
-    return parse_config(Recipe, data, where)
+    return parse_config(recipe_model(), data, where)

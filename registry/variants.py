@@ -22,8 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.core import artifacts
+from modelpress.core.config import FrozenConfig
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
 from modelpress.registry.retry import retrying
@@ -35,6 +38,16 @@ if TYPE_CHECKING:
     from modelpress.core.hardware import HardwareTarget
 
 DEFAULT_ALIAS = "candidate"
+
+
+class VariantConfig(FrozenConfig):
+    """The recipe's `variant:` section."""
+
+    alias: str = Field(
+        default=DEFAULT_ALIAS,
+        pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$",
+        description="Alias set on the registered variant (its own registered model per target).",
+    )
 
 
 @dataclass(frozen=True)

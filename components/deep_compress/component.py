@@ -6,19 +6,21 @@ from modelpress.components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def deep_compress(
-    recipe: str,
+    config: str,
+    run: str,
+    tracking_uri: str,
     model: Input[Model],
     dataset: Input[Dataset],
-    compressed: Output[Model],
+    out_model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Prune, share weights and Huffman-code the torch model (Han et al. 2016); pass it through when
-    the recipe has no `deep_compress:`. The output folder holds `model.mpdc` and the decoded weights.
+    """Deep compression (prune, k-means weight sharing, Huffman coding) of the torch model; pass it through
+    when `config` (the deep_compress section) is null. The .mpdc file travels beside the decoded weights.
     """
-    from modelpress.components.steps import deep_compress_step
     from modelpress.components.task import user_errors
+    from modelpress.components.technique_step import technique_step
 
     with user_errors("deep_compress"):
-        measured = deep_compress_step(recipe, model.path, dataset.path, compressed.path)
+        measured = technique_step("deep_compress", config, model.path, dataset.path, out_model.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

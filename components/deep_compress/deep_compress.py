@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.components.deep_compress import container, relative
 from modelpress.components.deep_compress.files import COMPRESSED_FILE
-from modelpress.components.deep_compress.settings import DeepCompressConfig
+from modelpress.components.deep_compress.settings import METRICS, DeepCompressConfig
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
@@ -210,14 +210,32 @@ class DeepCompress(Technique):
 
     name = "deep_compress"
     Config = DeepCompressConfig
+    description = "Deep compression (prune, share, Huffman-code); fp32 targets only."
     input_format = "torch"
+    section = "deep_compress"
+    component = "modelpress.components.deep_compress.component:deep_compress"
+    METRICS = METRICS
+
+    def check_target(self, config: DeepCompressConfig, target: HardwareTarget) -> None:  # type: ignore[override]
+        if target.quantization is not None:
+            raise ModelpressError(f"deep_compress stores shared float weights, but target {target.name} quantizes "
+                                  "them again; use an fp32 target (cpu-x86-fp32)")
+
+    def check_recipe(self, config: DeepCompressConfig, recipe: Any) -> None:  # type: ignore[override]
+        if getattr(recipe, "prune", None) is not None:
+            raise ModelpressError("deep_compress prunes as its first stage: move the prune settings to "
+                                  "deep_compress.prune")
+
+    def describe(self, result: Result) -> list[str]:
+        return [f"deep_compress: {row['stage']}: {row['bytes']:,} B ({row['ratio']:.1f}x), "
+                f"test accuracy {row['test_accuracy']:.4f}" for row in result.notes["stages"]]
 
     def apply(
         self,
         model_dir: Path,
         data: DatasetSplits | None,
         config: DeepCompressConfig,  # type: ignore[override]
-        target: HardwareTarget,
+        target: HardwareTarget | None,
         out_dir: Path,
     ) -> Result:
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:

@@ -6,20 +6,22 @@ from modelpress.components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def distill(
-    recipe: str,
+    config: str,
+    run: str,
     tracking_uri: str,
-    source_model: Input[Model],
+    model: Input[Model],
     dataset: Input[Dataset],
-    student: Output[Model],
+    out_model: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Train the recipe's student to match the source model (the teacher); pass the source through
-    when the recipe has no `distill:`. The training run is logged to MLflow and linked to the variant.
+    """Train the recipe's student to match `model` (the teacher); pass it through when `config` is null.
+
+    `config` is the recipe's distill section. The training run is logged to MLflow and linked to the variant.
     """
-    from modelpress.components.steps import distill_step
+    from modelpress.components.distill.step import distill_step
     from modelpress.components.task import user_errors
 
     with user_errors("distill"):
-        measured = distill_step(recipe, tracking_uri, source_model.path, dataset.path, student.path)
+        measured = distill_step(config, run, tracking_uri, model.path, dataset.path, out_model.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

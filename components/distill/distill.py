@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.components.distill.settings import DistillConfig, HintConfig
+from modelpress.components.distill.settings import METRICS, DistillConfig, HintConfig
 from modelpress.components.distill.teacher import Teacher
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
@@ -179,14 +179,28 @@ class Distill(Technique):
 
     name = "distill"
     Config = DistillConfig
-    input_format = "torch"  # the teacher may also be ONNX
+    description = "Distill step (the source is the teacher); None: no distillation."
+    input_format = "any"  # the teacher may be a torch or an ONNX model
+    output_format = "torch"  # the student
+    section = "distill"
+    component = "modelpress.components.distill.component:distill"
+    cacheable = False  # it logs the MLflow training run the variant links to
+    METRICS = METRICS
+
+    def needs_labels(self, config: DistillConfig) -> bool:  # type: ignore[override]
+        return True
+
+    def describe(self, result: Result) -> list[str]:
+        m = result.metrics
+        return [f"distill: student {int(m['student_params'])} params ({m['params_ratio']:.2f}x of the teacher), "
+                f"val accuracy {m['val_accuracy']:.4f} (teacher {m['teacher_val_accuracy']:.4f})"]
 
     def apply(
         self,
         model_dir: Path,
         data: DatasetSplits | None,
         config: DistillConfig,  # type: ignore[override]
-        target: HardwareTarget,
+        target: HardwareTarget | None,
         out_dir: Path,
         student_dir: Path | None = None,
     ) -> Result:

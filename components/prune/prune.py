@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modelpress.components.prune import measure
-from modelpress.components.prune.settings import PruneConfig, SensitivityConfig
+from modelpress.components.prune.settings import (
+    HEAD_METRICS,
+    METRICS,
+    UNSTRUCTURED_METRICS,
+    PruneConfig,
+    SensitivityConfig,
+)
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
@@ -260,14 +266,34 @@ class Prune(Technique):
 
     name = "prune"
     Config = PruneConfig
+    description = "Prune step; None: no pruning."
     input_format = "torch"
+    section = "prune"
+    component = "modelpress.components.prune.component:prune"
+
+    def metrics(self, config: PruneConfig) -> tuple[str, ...]:  # type: ignore[override]
+        if config.method == "heads":
+            return HEAD_METRICS
+        return METRICS + (UNSTRUCTURED_METRICS if config.method == "unstructured" else ())
+
+    def needs_labels(self, config: PruneConfig) -> bool:  # type: ignore[override]
+        return config.method != "heads"  # heads are ranked on embeddings, no labels
+
+    def describe(self, result: Result) -> list[str]:
+        m = result.metrics
+        if "heads" in m:
+            return [f"prune: heads {int(m['heads_before'])} -> {int(m['heads'])}, params {m['params_ratio']:.2f}x, "
+                    f"file {m['file_ratio']:.2f}x; val cosine to the unpruned {m['val_cosine']:.4f}"]
+        return [f"prune: params {m['params_ratio']:.2f}x, nonzero {m['nonzero_ratio']:.2f}x, MACs "
+                f"{m['macs_ratio']:.2f}x, file {m['file_ratio']:.2f}x; val accuracy {m['val_accuracy_before']:.4f} "
+                f"-> {m['val_accuracy']:.4f}"]
 
     def apply(
         self,
         model_dir: Path,
         data: DatasetSplits | None,
         config: PruneConfig,  # type: ignore[override]
-        target: HardwareTarget,
+        target: HardwareTarget | None,
         out_dir: Path,
     ) -> Result:
         from modelpress.models.zoo import spec_of

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from modelpress.components.quantize.settings import QuantizeConfig, resolve
 from modelpress.core import artifacts
@@ -131,7 +131,13 @@ class QAT(Technique):
 
     name = "qat"
     Config = QuantizeConfig
+    description = "Quantization-aware fine-tuning; configured by quantize.qat."
     input_format = "torch"
+    per_target = True  # it fine-tunes for each target's quantization settings
+    component = "modelpress.components.qat.component:qat"
+
+    def config_of(self, recipe: Any) -> QuantizeConfig | None:  # type: ignore[override]
+        return recipe.quantize if recipe.quantize.qat is not None else None
 
     def apply(
         self,

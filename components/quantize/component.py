@@ -6,22 +6,22 @@ from modelpress.components.image import IMAGE
 
 @dsl.component(base_image=IMAGE, install_kfp_package=False)
 def quantize(
-    recipe: str,
+    config: str,
     target: str,
     model: Input[Model],
     dataset: Input[Dataset],
     quantized: Output[Model],
     metrics: Output[Metrics],
 ):
-    """Quantize an ONNX model with ONNX Runtime (dynamic/static INT8 or FP16) for one of the recipe's targets.
+    """Quantize an ONNX model with ONNX Runtime (dynamic/static INT8 or FP16) for one target.
 
-    Static mode calibrates on the dataset's training split. The target's catalog entry sets
-    the defaults; the recipe's `quantize:` section overrides them.
+    `config` is the recipe's quantize section; the target's catalog entry sets the defaults it
+    overrides. Static mode calibrates on the dataset's training split. fp32 targets pass through.
     """
-    from modelpress.components.steps import quantize_step
+    from modelpress.components.quantize.step import quantize_step
     from modelpress.components.task import user_errors
 
     with user_errors(f"quantize [{target}]"):
-        measured = quantize_step(recipe, target, model.path, dataset.path, quantized.path)
+        measured = quantize_step(config, target, model.path, dataset.path, quantized.path)
     for name, value in measured.items():
         metrics.log_metric(name, value)

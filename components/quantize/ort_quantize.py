@@ -31,10 +31,19 @@ def _first_line(exc: BaseException) -> str:
 class Quantize(Technique):
     name = "quantize"
     Config = QuantizeConfig
+    description = "Quantize step (INT8 or FP16, as each target says; fp32 targets pass through)."
     input_format = "onnx"
+    per_target = True
+    section = "quantize"
+    section_required = True
+    component = "modelpress.components.quantize.component:quantize"
+
+    def applies_to(self, target: HardwareTarget) -> bool:
+        return target.quantization is not None
 
     def check_target(self, config: QuantizeConfig, target: HardwareTarget) -> None:  # type: ignore[override]
-        resolve(config, target)
+        if self.applies_to(target):
+            resolve(config, target)
 
     def apply(
         self,

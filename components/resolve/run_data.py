@@ -15,12 +15,12 @@ from modelpress.core.data import SPLITS, DatasetSplits, Split
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
+    from modelpress.components.resolve.settings import ResolveConfig
     from modelpress.core.artifacts import ModelManifest, TensorSpec
     from modelpress.core.data_source import RawData
-    from modelpress.pipelines.recipe import Recipe
 
 
-def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags: dict[str, str],
+def prepare_data(recipe: ResolveConfig, manifest: ModelManifest, model_dir: Path, tags: dict[str, str],
                  run_id: str | None, client: Any) -> DatasetSplits:
     from modelpress.core import artifacts
     from modelpress.core.binding import bind, vocabularies
@@ -56,18 +56,16 @@ def prepare_data(recipe: Recipe, manifest: ModelManifest, model_dir: Path, tags:
     return DatasetSplits(name, seed, splits["train"], splits["val"], splits["test"], info)
 
 
-def _training_needs_classes(recipe: Recipe, task: str, why: str) -> None:
+def _training_needs_classes(recipe: ResolveConfig, task: str, why: str) -> None:
     """The torch steps fine-tune on class labels (cross-entropy, accuracy on val)."""
-    heads = recipe.prune is not None and recipe.prune.method == "heads"  # ranked on embeddings, no labels
-    steps = [s for s in recipe.torch_sections() if not (s == "prune" and heads)]
-    if steps and task != "classification":
+    if recipe.needs_labels and task != "classification":
         raise ModelpressError(
-            f"{', '.join(steps)} fine-tune on class labels, but this run's task is {task} ({why})",
+            f"{', '.join(recipe.needs_labels)} fine-tune on class labels, but this run's task is {task} ({why})",
             "drop those sections (quantize alone works for any task), or give class labels (data.label)",
         )
 
 
-def _uses_builtin(recipe: Recipe, tag: str | None) -> bool:
+def _uses_builtin(recipe: ResolveConfig, tag: str | None) -> bool:
     from modelpress.core.data import known_datasets
 
     d = recipe.data
@@ -83,7 +81,7 @@ def _builtin(name: str) -> RawData:
     return RawData(tables, "label", {"dataset": name, "split": {"method": "seeded (built-in)", "seed": data.seed}})
 
 
-def _data_name(recipe: Recipe, tag: str | None) -> str:
+def _data_name(recipe: ResolveConfig, tag: str | None) -> str:
     d = recipe.data
     where = d.uri or d.train or (d.run_input and (d.run_input.name or "run input")) or tag or "data"
     return str(where).rstrip("/").rsplit("/", 1)[-1]

@@ -17,6 +17,7 @@ read with `allow_pickle=False` cannot, and neither can a .pt2 archive that
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -345,3 +346,15 @@ def validate_model_dir(model_dir: str | Path, what: str) -> ModelManifest:
     else:
         load_torch(model_dir)
     return manifest
+
+
+def read_notes(model_dir: Path) -> dict[str, Any]:
+    """What earlier steps noted about the model in `model_dir` (empty when none did)."""
+    path = Path(model_dir) / NOTES_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_notes(model_dir: Path, notes: dict[str, Any]) -> None:
+    """Notes travel inside the model folder, step to step, up to the register step."""
+    if notes:
+        (Path(model_dir) / NOTES_FILE).write_text(json.dumps(notes, indent=2))

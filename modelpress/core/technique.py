@@ -1,12 +1,18 @@
-"""The technique interface every compression step implements.
+"""The technique interface, and the one registry every list of techniques is derived from.
 
 A technique is a name, a typed frozen `Config`, and `apply()`:
 
     model folder in  ->  apply(model, data, config, target)  ->  model folder + metrics
 
-Techniques register themselves by subclassing. Built-in ones are listed in
-`_BUILTIN` by module path and imported only when asked for, so naming a
-technique does not import torch or onnxruntime.
+and it declares, once, everything the rest of modelpress needs to know about it: the recipe
+section that holds its config, the model format it takes, whether it changes weights, whether it
+runs once or per target, the metrics it produces, what it refuses (`check_target`,
+`check_recipe`) and its KFP component. The recipe's sections, the chain recorded as lineage, the
+metric list gates are checked against, preflight and the pipeline's steps all read this registry.
+
+Adding a technique: its folder (settings, technique class, component.py) plus one `register()`
+line (or one entry in `_MODULES` for a built-in one). Modules are imported on first use, and
+technique modules import nothing heavy at the top, so listing techniques stays cheap.
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ if TYPE_CHECKING:
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import HardwareTarget
 
-# name -> module that defines it; imported on first use.
-_BUILTIN: dict[str, str] = {
-    "quantize": "modelpress.components.quantize.ort_quantize",
-    "qat": "modelpress.components.qat.qat",
-    "prune": "modelpress.components.prune.prune",
+# name -> module that defines it, in pipeline order.
+_MODULES: dict[str, str] = {
     "distill": "modelpress.components.distill.distill",
+    "prune": "modelpress.components.prune.prune",
     "deep_compress": "modelpress.components.deep_compress.deep_compress",
+    "qat": "modelpress.components.qat.qat",
+    "quantize": "modelpress.components.quantize.ort_quantize",
 }
 _REGISTERED: dict[str, type[Technique]] = {}
 
@@ -48,8 +54,19 @@ class Result:
 class Technique(ABC):
     name: ClassVar[str]
     Config: ClassVar[type[FrozenConfig]]
-    # "onnx" or "torch" (a torch-npz catalog model or a torch-export program): what apply() expects.
+    description: ClassVar[str]  # the recipe section's description
+    # "torch" (a torch-npz catalog model, a torch-export program or a transformers folder) or "onnx".
     input_format: ClassVar[str]
+    # What it hands on; "torch" from any input (distillation trains a torch student from an ONNX teacher).
+    output_format: ClassVar[str | None] = None  # None: same as input_format
+    per_target: ClassVar[bool] = False  # False: once, before the targets' fan-out (target-independent)
+    changes_weights: ClassVar[bool] = True
+    # The recipe key holding its config (None: it reads another section, as QAT reads quantize's).
+    section: ClassVar[str | None] = None
+    section_required: ClassVar[bool] = False  # always present, with defaults (quantize)
+    component: ClassVar[str]  # "module:function" of its KFP component
+    cacheable: ClassVar[bool] = True  # False: its step records something a cached result would not
+    METRICS: ClassVar[tuple[str, ...]] = ()  # gateable as <name>_<metric>
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -57,10 +74,33 @@ class Technique(ABC):
             _REGISTERED[cls.name] = cls
 
     def parse_config(self, data: Any) -> FrozenConfig:
-        return parse_config(self.Config, data, f"{self.name} config")
+        return parse_config(self.Config, data, f"{self.section or self.name} config")
+
+    def config_of(self, recipe: Any) -> FrozenConfig | None:
+        """This technique's config in `recipe`; None when the recipe does not use it."""
+        return getattr(recipe, self.section) if self.section else None
+
+    def applies_to(self, target: HardwareTarget) -> bool:
+        """Whether it runs for `target` at all (quantize passes an fp32 target through)."""
+        return True
+
+    def metrics(self, config: FrozenConfig) -> tuple[str, ...]:
+        """What apply() measures for `config` (without the `<name>_` prefix)."""
+        return self.METRICS
+
+    def needs_labels(self, config: FrozenConfig) -> bool:
+        """Whether it fine-tunes on class labels (refused up front on regression or embedding runs)."""
+        return self.input_format == "torch"
 
     def check_target(self, config: FrozenConfig, target: HardwareTarget) -> None:
-        """Raise ModelpressError if this config cannot serve `target`; cheap, runs in preflight."""
+        """Raise ModelpressError if this config cannot serve `target`; cheap, runs when a recipe loads."""
+
+    def check_recipe(self, config: FrozenConfig, recipe: Any) -> None:
+        """Raise ModelpressError when this config clashes with another section of `recipe`."""
+
+    def describe(self, result: Result) -> list[str]:
+        """Progress lines after apply(): what changed, in a person's words."""
+        return [f"{self.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items())[:8])]
 
     @abstractmethod
     def apply(
@@ -68,10 +108,10 @@ class Technique(ABC):
         model_dir: Path,
         data: DatasetSplits | None,
         config: FrozenConfig,
-        target: HardwareTarget,
+        target: HardwareTarget | None,
         out_dir: Path,
     ) -> Result:
-        """Compress the model in `model_dir` for `target`, writing the result to `out_dir`."""
+        """Compress the model in `model_dir` (for `target`; None for a target-independent one) into `out_dir`."""
 
 
 def require_torch(model_dir: Path, step: str) -> None:
@@ -87,15 +127,39 @@ def require_torch(model_dir: Path, step: str) -> None:
         )
 
 
+def register(name: str, module: str, before: str | None = None) -> None:
+    """Add the technique `name`, defined in `module`, to the registry (before `before`, else last)."""
+    items = [(k, v) for k, v in _MODULES.items() if k != name]
+    at = next((i for i, (k, _) in enumerate(items) if k == before), len(items))
+    items.insert(at, (name, module))
+    _MODULES.clear()
+    _MODULES.update(items)
+
+
+def unregister(name: str) -> None:
+    _MODULES.pop(name, None)
+
+
 def known_techniques() -> list[str]:
-    return sorted(set(_BUILTIN) | set(_REGISTERED))
+    return list(_MODULES)
 
 
 def get_technique(name: str) -> Technique:
-    if name not in _REGISTERED and name in _BUILTIN:
-        importlib.import_module(_BUILTIN[name])
+    if name not in _MODULES:
+        raise ModelpressError(f"unknown technique {name!r}", f"use one of: {', '.join(known_techniques())}")
     if name not in _REGISTERED:
-        raise ModelpressError(
-            f"unknown technique {name!r}", f"use one of: {', '.join(known_techniques())}"
-        )
+        importlib.import_module(_MODULES[name])  # its class registers itself as it is defined
+    if name not in _REGISTERED:
+        raise ModelpressError(f"technique module {_MODULES[name]} defines no technique named {name!r}",
+                              "set the class's `name` to the name it is registered under")
     return _REGISTERED[name]()
+
+
+def techniques() -> list[Technique]:
+    """Every registered technique, in pipeline order."""
+    return [get_technique(n) for n in _MODULES]
+
+
+def registry_key() -> tuple[tuple[str, str], ...]:
+    """Changes whenever the registry does (what derived models are cached on)."""
+    return tuple(_MODULES.items())

@@ -1,10 +1,12 @@
 """The compiled pipeline is what a cluster gets: check the spec itself."""
 
+import json
 from pathlib import Path
 
 import yaml
 
 from modelpress.components.image import IMAGE
+from modelpress.pipelines.arguments import parameter_names
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
 STEPS = ["resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
@@ -30,7 +32,33 @@ def test_pipeline_compiles_and_loads_back(tmp_path: Path):
         assert ex["container"]["image"] == IMAGE
         # no pip install at run time: the image carries everything
         assert "pip install" not in " ".join(ex["container"]["command"])
-    assert set(spec["root"]["inputDefinitions"]["parameters"]) == {"recipe", "tracking_uri", "targets"}
+    assert set(spec["root"]["inputDefinitions"]["parameters"]) == set(parameter_names())
+
+
+def test_each_component_gets_its_own_section_and_nothing_else_of_the_recipe(tmp_path: Path):
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "pipeline.yaml").read_text())
+    tasks = _tasks(spec)
+
+    def params(task: str) -> dict[str, str]:
+        """Each input parameter of `task` -> the pipeline parameter it reads (loop items and constants aside)."""
+        out = {}
+        for name, value in tasks[task]["inputs"].get("parameters", {}).items():
+            channel = value.get("componentInputParameter", "")
+            out[name] = channel.removeprefix("pipelinechannel--")
+        return out
+
+    assert params("prune") == {"config": "prune", "run": "run", "tracking_uri": "tracking_uri"}
+    assert params("deep-compress")["config"] == "deep_compress"
+    assert params("validate-data") == {"config": "data_checks"}
+    assert params("quantize")["config"] == "quantize" and params("evaluate")["config"] == "evaluate"
+    assert {params("gate")["gates"], params("gate")["model_checks"]} == {"gates", "model_checks"}
+    assert "recipe" not in parameter_names()
+
+
+def test_no_component_imports_the_pipelines_package():
+    root = Path(__file__).parents[2] / "components"
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if "modelpress.pipelines" in p.read_text()]
+    assert offenders == []
 
 
 def test_targets_fan_out_and_the_verdicts_fan_in(tmp_path: Path):
@@ -79,7 +107,12 @@ def test_a_compiled_recipe_is_the_pipelines_default(tmp_path: Path):
 
     recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-lenet5-deep-compress.yaml")
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
-    assert spec["root"]["inputDefinitions"]["parameters"]["recipe"]["defaultValue"] == recipe.to_json()
+    defaults = {k: v["defaultValue"] for k, v in spec["root"]["inputDefinitions"]["parameters"].items()
+                if "defaultValue" in v}
+    assert json.loads(defaults["deep_compress"]) == recipe.deep_compress.model_dump(mode="json")
+    assert json.loads(defaults["prune"]) is None  # not in the recipe: its step passes the model through
+    assert defaults["targets"] == ["cpu-x86-fp32"]
+    assert json.loads(defaults["run"])["config_hash"] == recipe.config_hash()
 
 
 def test_compile_all_writes_every_component(tmp_path: Path):

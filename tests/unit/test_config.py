@@ -23,7 +23,7 @@ def test_unknown_target_lists_known_ones():
 
 def test_recipe_defaults():
     r = load_recipe()
-    assert r.source == "models:/digits-cnn@champion" and r.target == "cpu-x86-int8"
+    assert r.source == "models:/digits-cnn@champion" and r.targets == ("cpu-x86-int8",)
     assert r.gates is None and r.task.kind == "auto"  # each task brings its own default gates
     g = r.active_gates("classification")[0]
     assert g.metric == "accuracy" and g.change.max_degradation == 0.01
@@ -65,7 +65,7 @@ def test_config_hash_tracks_what_shapes_the_variant():
 
 def test_recipe_is_frozen():
     with pytest.raises(ValidationError):
-        Recipe().target = "cpu-arm64-int8"  # type: ignore[misc]
+        Recipe().targets = ("cpu-arm64-int8",)  # type: ignore[misc]
 
 
 def test_shipped_recipes_parse():

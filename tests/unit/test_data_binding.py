@@ -215,10 +215,11 @@ def test_a_crash_inside_a_task_reaches_the_cli_as_one_line(tmp_path, monkeypatch
 def test_torch_training_steps_need_class_labels():
     """prune/distill/deep_compress/QAT train with cross-entropy: a regression run is refused up front."""
     from modelpress.components.resolve.run_data import _training_needs_classes
+    from modelpress.pipelines.arguments import resolve_config
     from modelpress.pipelines.recipe import Recipe
 
-    pruning = Recipe(targets=("cpu-x86-fp32",), prune={"method": "structured", "ratio": 0.5})
+    pruning = resolve_config(Recipe(targets=("cpu-x86-fp32",), prune={"method": "structured", "ratio": 0.5}))
     _training_needs_classes(pruning, "classification", "integer labels")
     with pytest.raises(ModelpressError, match="prune fine-tune on class labels, but this run's task is regression"):
         _training_needs_classes(pruning, "regression", "float labels")
-    _training_needs_classes(Recipe(), "regression", "float labels")  # quantize alone: any task
+    _training_needs_classes(resolve_config(Recipe()), "regression", "float labels")  # quantize alone: any task

@@ -1,0 +1,78 @@
+"""The per-target gate step: the recipe's gates and model checks on one evaluation, and the verdict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from modelpress.core.progress import for_target, say
+
+
+class GateConfig:
+    """The gate step's sections: `gates` (None: the task's defaults) and `model_checks`."""
+
+    def __init__(self, gates_json: str, model_checks_json: str) -> None:
+        from pydantic import TypeAdapter, ValidationError
+
+        from modelpress.core.config import parse_config
+        from modelpress.errors import ModelpressError
+        from modelpress.validators.gates import Gate
+        from modelpress.validators.model_checks import ModelChecksConfig
+
+        try:
+            self.gates: tuple[Gate, ...] | None = TypeAdapter(tuple[Gate, ...] | None).validate_json(gates_json)
+        except ValidationError as exc:
+            raise ModelpressError(f"gates: {exc.errors()[0]['msg']}", "fix the recipe's gates section") from None
+        self.model_checks = parse_config(ModelChecksConfig, model_checks_json, "model_checks")
+
+    def active(self, task: str, target: str) -> tuple[Any, ...]:
+        from modelpress.core.tasks import default_gates
+        from modelpress.validators.gates import gates_for
+
+        return gates_for(self.gates if self.gates is not None else default_gates(task), target)
+
+
+def gate_step(
+    gates_json: str,
+    model_checks_json: str,
+    target: str,
+    run_json: str,
+    evaluation_json: Path,
+    verdict_out: Path,
+    report_out: Path,
+    tracking_uri: str | None = None,
+    pipeline_run_id: str | None = None,
+) -> bool:
+    from modelpress.components.evaluate.step import flat_metrics, gate_inputs
+    from modelpress.core.run_context import parse_run
+    from modelpress.validators import gate_suite
+    from modelpress.validators.gates import Verdict, check_all, render_markdown
+    from modelpress.validators.model_checks import check_model
+
+    for_target(target)
+    config = GateConfig(gates_json, model_checks_json)
+    run = parse_run(run_json)
+    evaluation = json.loads(Path(evaluation_json).read_text())
+    candidate, baseline = gate_inputs(evaluation)
+    gates = config.active(evaluation.get("task", "classification"), target)
+    suite = gate_suite.validate_metrics(gates, candidate, baseline)
+    results = gate_suite.combine(check_all(gates, candidate, baseline).results, suite)
+    results += check_model(evaluation, config.model_checks)
+    verdict = Verdict(passed=all(r.passed for r in results), results=results)
+    body = {**verdict.to_dict(), "target": target, "evaluation": evaluation}
+    report = render_markdown(verdict, f"Gates for {run.source} on {target}") + gate_suite.render_markdown(suite)
+    Path(report_out).write_text(report)
+    if not verdict.passed and tracking_uri:
+        from modelpress.registry.runs import log_failed_verdict
+        from modelpress.registry.store import connect, ensure_experiment
+
+        client = connect(tracking_uri)
+        body["mlflow_run_id"] = log_failed_verdict(
+            client, ensure_experiment(client, tracking_uri), source=run.source, target=target,
+            config_hash=run.config_hash, chain=evaluation.get("chain", []), metrics=flat_metrics(evaluation),
+            verdict=body, report=report, pipeline_run_id=pipeline_run_id)
+        say(f"failed verdict logged to MLflow run {body['mlflow_run_id']} (report attached)")
+    Path(verdict_out).write_text(json.dumps(body, indent=2))
+    say(f"verdict: {'PASSED' if verdict.passed else 'FAILED'} ({verdict.reason})")
+    return verdict.passed
