@@ -137,6 +137,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if ref.version is None:
         raise ModelpressError(f"{args.variant}: promote needs a version", "use models:/<variant>/<version>")
     move = promote(connect(), ref.name, ref.version, args.alias)
+    if move.status == "UNCHANGED":
+        print(f"{move.model}@{move.alias} already points at v{move.to_version}; nothing moved")
+        return 0
     print(f"{move.model}@{move.alias}: {('v' + move.from_version) if move.from_version else 'unset'} -> v{move.to_version}"
           f" (recorded as run {move.run_id})")
     return 0
@@ -177,7 +180,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     target = cluster.cluster_from(args.host, args.token)
     recipe = _load_recipe(args.recipe)
     uri = cluster.check_tracking_uri(args.tracking_uri)
-    out = cluster.submit(target, recipe, uri, args.experiment, args.run_name)
+    out = cluster.submit(target, recipe, uri, args.experiment, args.run_name, force=args.force)
     print(f"submitted run {out['run_id']} to {out['host']} (experiment {args.experiment})")
     return 0
 
@@ -253,10 +256,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from modelpress.pipelines.local import run_local
+    from modelpress.pipelines.local import preflight, run_local
     from modelpress.pipelines.recipe import load_recipe
-    from modelpress.registry import source as src
-    from modelpress.registry import tags as T
+    from modelpress.registry.source import SourceRef
     from modelpress.registry.store import connect, home, tracking_uri
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
@@ -269,50 +271,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     uri = tracking_uri()
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
-
-    # Preflight: a missing model or alias fails here. A corrupt file fails in the resolve
-    # task, the first one, before any compute; its one-line reason is shown the same way.
-    try:
-        ref = src.resolve(client, recipe.source)
-    except ModelpressError as exc:
-        if recipe.distill is None:
-            raise
-        raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
-    if recipe.distill is not None and recipe.distill.student.model is not None:
-        try:
-            student = src.resolve(client, recipe.distill.student.model)
-        except ModelpressError as exc:
-            raise ModelpressError(f"distill student (distill.student.model): {exc.problem}", exc.fix) from None
-        _say(f"student: {recipe.distill.student.model} -> {student.version_uri}")
+    # A missing model or alias fails here; a corrupt file fails in the first tasks, before any compute.
+    ref = preflight(client, recipe)
     _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
          f"target{'s' if len(recipe.targets) > 1 else ''}: {', '.join(recipe.targets)}")
-    key = lambda t: variant_key(ref, recipe.config_hash(), t)  # noqa: E731
-    done = {t: mv for t in recipe.targets if (mv := find_variant(client, variant_name(ref.name, t), key(t)))}
-    if done and not args.force:
-        # Same source version, recipe and target: the answer is already in the registry.
-        from modelpress.registry.retry import retrying
-
-        for target, mv in done.items():
-            name = variant_name(ref.name, target)
-            retrying(lambda n=name, v=mv.version: client.set_registered_model_alias(n, recipe.variant.alias, v))
-            _say(f"models:/{name}/{mv.version} is already registered for {ref.version_uri}, this recipe and "
-                 f"{target}; not run again (alias @{recipe.variant.alias} set; --force runs it anyway)")
-            m = T.metrics_from_tags(mv.tags)
-            if "size_ratio" in m:
-                print(f"models:/{name}/{mv.version} @{recipe.variant.alias}: {_quality(m)} "
-                      f"({_quality_change(m)}), size {m['size_ratio']:.2f}x of source; "
-                      f"`modelpress lineage models:/{name}/{mv.version}` for the rest")
-        if len(done) == len(recipe.targets):
-            return 0
-        recipe = recipe.model_copy(update={"targets": tuple(t for t in recipe.targets if t not in done)})
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
-    run = run_local(recipe, uri, home() / "runs", verbose=args.verbose, docker=args.docker, quiet=args.quiet)
+    run = run_local(recipe, uri, home() / "runs", force=args.force, verbose=args.verbose, docker=args.docker,
+                    quiet=args.quiet)
 
+    for found in run.registered:  # skipped inside the pipeline: the answer is already in the registry
+        m, at = found["metrics"], f"models:/{found['name']}/{found['version']}"
+        if "size_ratio" in m:
+            print(f"{at} @{found['alias']}: {_quality(m)} ({_quality_change(m)}), size {m['size_ratio']:.2f}x of "
+                  f"source; `modelpress lineage {at}` for the rest")
+    if not run.verdicts:
+        return 0
+    pinned = SourceRef(**run.source)
     run.verdicts.sort(key=lambda v: recipe.targets.index(v["target"]))  # the recipe's order
     rows = []
     for verdict in run.verdicts:
-        name = variant_name(ref.name, verdict["target"])
-        mv = find_variant(client, name, key(verdict["target"])) if verdict["passed"] else None
+        name = variant_name(pinned.name, verdict["target"])
+        mv = find_variant(client, name, variant_key(pinned, recipe.config_hash(), verdict["target"])) \
+            if verdict["passed"] else None
         registered = (f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found") \
             if verdict["passed"] else None
         rows.append((name, verdict, registered))
@@ -550,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_options(su)
     su.add_argument("--run-name", help="run name (default: modelpress <source> for <target>)")
+    su.add_argument("--force", action="store_true", help="build every target even where its variant is registered "
+                    "already (by default the run's first task finds it and nothing else runs)")
     su.set_defaults(func=cmd_submit)
 
     sc = sub.add_parser(

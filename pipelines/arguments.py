@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 # The parameters every pipeline has besides the techniques' sections.
-FIXED = ("tracking_uri", "targets", "run", "resolve", "data_checks", "evaluate", "gates", "model_checks", "variant")
+FIXED = ("tracking_uri", "targets", "force", "run", "resolve", "data_checks", "evaluate", "gates", "model_checks", "variant")
 
 
 def technique_sections() -> list[str]:
@@ -36,7 +36,8 @@ def resolve_config(recipe: Any) -> Any:
     )
 
 
-def pipeline_arguments(recipe: Any, tracking_uri: str) -> dict[str, Any]:
+def pipeline_arguments(recipe: Any, tracking_uri: str, force: bool = False) -> dict[str, Any]:
+    """`force`: build every target even where its variant is registered already."""
     from modelpress.core.run_context import RunContext
 
     def section(value: Any) -> str:
@@ -48,6 +49,7 @@ def pipeline_arguments(recipe: Any, tracking_uri: str) -> dict[str, Any]:
     return {
         "tracking_uri": tracking_uri,
         "targets": list(recipe.targets),
+        "force": force,
         "run": run.model_dump_json(),
         "resolve": resolve_config(recipe).model_dump_json(),
         "data_checks": section(recipe.data_checks),

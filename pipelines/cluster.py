@@ -77,13 +77,14 @@ def _package(recipe: Any, tmp: Path) -> Path:
     return compile_pipeline(tmp / "pipeline.yaml", recipe)
 
 
-def submit(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, run_name: str | None) -> dict[str, str]:
+def submit(cluster: Cluster, recipe: Any, tracking_uri: str, experiment: str, run_name: str | None,
+           force: bool = False) -> dict[str, str]:
     """One run of the compiled pipeline (`create_run_from_pipeline_package`)."""
     client = _client(cluster)
     with tempfile.TemporaryDirectory(prefix="modelpress-submit-") as tmp:
         result = client.create_run_from_pipeline_package(
             str(_package(recipe, Path(tmp))),
-            arguments=pipeline_arguments(recipe, tracking_uri),
+            arguments=pipeline_arguments(recipe, tracking_uri, force),
             run_name=run_name or f"modelpress {recipe.source} for {', '.join(recipe.targets)}",
             experiment_name=experiment,
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 def components() -> dict:
     """Every component the pipeline uses: the fixed steps and each registered technique's."""
+    from modelpress.components.check_registered.component import check_registered
     from modelpress.components.evaluate.component import evaluate
     from modelpress.components.export_onnx.component import export_onnx
     from modelpress.components.gate.component import gate
@@ -22,7 +23,7 @@ def components() -> dict:
     from modelpress.core.technique import techniques
     from modelpress.pipelines.compress import component_of
 
-    steps = [resolve, validate_data, export_onnx, *(component_of(t) for t in techniques()), evaluate, gate,
+    steps = [check_registered, resolve, validate_data, export_onnx, *(component_of(t) for t in techniques()), evaluate, gate,
              register, summarize]
     return {c.name: c for c in steps}
 

@@ -1,5 +1,6 @@
-"""The compression pipeline: registry -> data checks -> the target-independent techniques, once; then per target
-(dsl.ParallelFor) [qat] -> quantize -> evaluate -> gate -> registry; then one summary of every target's verdict.
+"""The compression pipeline: check the registry; if a target is left, resolve -> data checks -> the
+target-independent techniques, once; then per target left (dsl.ParallelFor) [qat] -> quantize -> evaluate ->
+gate -> registry; then one summary of every target's verdict and the run's report.
 
 The target-independent steps are the registered techniques that run once (`Technique.per_target`
 false), in registry order, each through its own component. The pipeline's parameters are each
@@ -14,6 +15,7 @@ import inspect
 from typing import Any
 
 PIPELINE_NAME = "modelpress-compress"
+TYPES = {"targets": list, "force": bool}  # every other parameter is a JSON string
 
 
 def component_of(technique: Any) -> Any:
@@ -21,7 +23,21 @@ def component_of(technique: Any) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-def _steps(p: dict[str, Any]) -> Any:
+def _steps(p: dict[str, Any]) -> None:
+    from kfp import dsl
+
+    from modelpress.components.check_registered.component import check_registered
+
+    # One task first: pin the source version and drop the targets whose variant exists. When none is
+    # left, nothing else runs, so a scheduled run of an unchanged source and recipe is this one task.
+    check = check_registered(run=p["run"], variant=p["variant"], targets=p["targets"], tracking_uri=p["tracking_uri"],
+                             force=p["force"])
+    check.set_caching_options(False)  # the registry changes between runs
+    with dsl.If(check.outputs["Output"] == True, name="work-left"):  # noqa: E712
+        _build(p, check)
+
+
+def _build(p: dict[str, Any], check: Any) -> None:
     from kfp import dsl
 
     from modelpress.components.evaluate.component import evaluate
@@ -33,8 +49,9 @@ def _steps(p: dict[str, Any]) -> Any:
     from modelpress.components.validate_data.component import validate_data
     from modelpress.core.technique import get_technique, techniques
 
-    src = resolve(config=p["resolve"], tracking_uri=p["tracking_uri"])
-    src.set_caching_options(False)  # an alias may move between scheduled runs
+    source = check.outputs["source"]  # the pinned version, whatever its alias does meanwhile
+    src = resolve(config=p["resolve"], tracking_uri=p["tracking_uri"], source=source)
+    src.set_caching_options(False)
     # Every later step reads the checked copy, so none starts on data that failed its expectations.
     checked = validate_data(config=p["data_checks"], dataset=src.outputs["dataset"])
     dataset = checked.outputs["validated"]
@@ -49,10 +66,10 @@ def _steps(p: dict[str, Any]) -> Any:
                                        model=model, dataset=dataset)
         step.set_caching_options(technique.cacheable)
         model = step.outputs["out_model"]
-    # Per target: its own QAT, quantization, measurement, gates and variant. A target whose gates
-    # fail registers nothing and does not stop the others.
+    # Per target still to build: its own QAT, quantization, measurement, gates and variant. A target
+    # whose gates fail registers nothing and does not stop the others.
     qat, quantize = component_of(get_technique("qat")), component_of(get_technique("quantize"))
-    with dsl.ParallelFor(items=p["targets"], name="targets") as target:
+    with dsl.ParallelFor(items=check.outputs["todo"], name="targets") as target:
         prep = qat(config=p["quantize"], target=target, model=model, baseline=baseline.outputs["onnx_model"],
                    dataset=dataset)
         quant = quantize(config=p["quantize"], target=target, model=prep.outputs["prepared"], dataset=dataset)
@@ -65,20 +82,18 @@ def _steps(p: dict[str, Any]) -> Any:
         verdict.set_caching_options(False)  # a failed verdict logs an MLflow run each time
         with dsl.If(verdict.outputs["Output"] == True, name="gates-passed"):  # noqa: E712
             reg = register(config=p["variant"], target=target, run=p["run"], tracking_uri=p["tracking_uri"],
-                           source=src.outputs["source_ref"], candidate=quant.outputs["quantized"],
+                           source=source, candidate=quant.outputs["quantized"],
                            verdict=verdict.outputs["verdict"], report=verdict.outputs["report"],
                            pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER)
             reg.set_caching_options(False)
-    summary = summarize(verdicts=dsl.Collected(verdict.outputs["verdict"]), source=src.outputs["source_ref"],
-                        run=p["run"], tracking_uri=p["tracking_uri"])
+    summary = summarize(verdicts=dsl.Collected(verdict.outputs["verdict"]), source=source, run=p["run"],
+                        tracking_uri=p["tracking_uri"])
     summary.set_caching_options(False)
-    return summary.outputs["summary"]
 
 
 def build_pipeline(recipe: Any = None) -> Any:
     """The pipeline for the registered techniques; `recipe` (default: the defaults) gives its parameters' defaults."""
     from kfp import dsl
-    from kfp.dsl import Artifact
 
     from modelpress.pipelines.arguments import parameter_names, pipeline_arguments
     from modelpress.pipelines.recipe import recipe_model
@@ -86,15 +101,14 @@ def build_pipeline(recipe: Any = None) -> Any:
     defaults = pipeline_arguments(recipe if recipe is not None else recipe_model()(), tracking_uri="")
     names = parameter_names()
 
-    def compress(*args: Any) -> Artifact:
-        return _steps(dict(zip(names, args, strict=True)))
+    def compress(*args: Any) -> None:
+        _steps(dict(zip(names, args, strict=True)))
 
     # kfp reads the parameters from the signature and passes them positionally, in this order.
     compress.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                            default=inspect.Parameter.empty if n == "tracking_uri" else defaults[n],
-                           annotation=list if n == "targets" else str) for n in names],
-        return_annotation=Artifact,
+                           annotation=TYPES.get(n, str)) for n in names],
     )
     return dsl.pipeline(
         name=PIPELINE_NAME,

@@ -29,23 +29,25 @@ _TASK_END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 
 @dataclass(frozen=True)
 class LocalRun:
-    verdicts: list[dict[str, Any]]  # one per target, in target order
+    source: dict[str, Any]  # the pinned source version (registry.source.SourceRef as JSON)
+    registered: list[dict[str, Any]]  # targets skipped: their variant was registered already
+    verdicts: list[dict[str, Any]]  # targets built this run, one verdict each, in target order
     log_path: Path
-    summary_path: Path
-
-    def pareto_report(self) -> Path | None:
-        """The summarize step's HTML report, copied to the run's folder under a name a browser opens as HTML."""
-        import shutil
-
-        report = self.summary_path.parent / "report"
-        if not report.is_file():
-            return None
-        return Path(shutil.copyfile(report, self.summary_path.parents[1] / "pareto_report.html"))
+    run_dir: Path
 
     def report_path(self, verdict: dict[str, Any]) -> Path | None:
         """The gate step's Markdown report for that target, written pass or fail (beside its verdict)."""
         report = Path(verdict["verdict_path"]).parent / "report"
         return report if report.is_file() else None
+
+    def pareto_report(self) -> Path | None:
+        """The summarize step's HTML report, copied into the run's folder under a name a browser opens as HTML."""
+        import shutil
+
+        found = sorted(self.run_dir.rglob("summarize/report"))
+        if not found:
+            return None
+        return Path(shutil.copyfile(found[0], self.run_dir / "pareto_report.html"))
 
 
 class _ProgressTee(io.TextIOBase):
@@ -96,7 +98,8 @@ class _ProgressTee(io.TextIOBase):
 
 
 def run_local(
-    recipe: Any, tracking_uri: str, runs_dir: Path, verbose: bool = False, docker: bool = False, quiet: bool = False,
+    recipe: Any, tracking_uri: str, runs_dir: Path, force: bool = False, verbose: bool = False, docker: bool = False,
+    quiet: bool = False,
 ) -> LocalRun:
     """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
     from kfp import local
@@ -112,18 +115,21 @@ def run_local(
         )
     runs_dir.mkdir(parents=True, exist_ok=True)
     log_path = runs_dir / "last-run.log"
-    # Where a failing task writes its one-line reason; under the runs folder, which containers see too.
-    err_fd, err_path = tempfile.mkstemp(prefix=".modelpress-err-", suffix=".txt", dir=runs_dir)
-    os.close(err_fd)
+    # One pipeline root per run, so its outputs are found without guessing which run wrote them.
+    run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=runs_dir))
+    # Where a failing task writes its one-line reason; under the run's folder, which containers see too.
+    err_path = str(run_dir / ".modelpress-error.txt")
+    Path(err_path).touch()
     os.environ[ERROR_FILE_ENV] = err_path
     if docker:
         # The image runs as a non-root user; it writes outputs (and a failure's reason) under the mounted root.
         runs_dir.chmod(0o777)
+        run_dir.chmod(0o777)
         Path(err_path).chmod(0o666)
         runner = local.DockerRunner(network_mode="host", environment={ERROR_FILE_ENV: err_path})
     else:
         runner = local.SubprocessRunner(use_venv=False)
-    local.init(runner, pipeline_root=str(runs_dir))
+    local.init(runner, pipeline_root=str(run_dir))
     # kfp.local wraps sys.stdout/sys.stderr while a task streams its log; with the targets' tasks in
     # threads, a wrapper can outlive the run and indent what the CLI prints next. Put them back after.
     streams = sys.stdout, sys.stderr
@@ -132,7 +138,7 @@ def run_local(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
         with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose, quiet)):
             try:
-                task = build_pipeline(recipe)(**pipeline_arguments(recipe, tracking_uri))
+                build_pipeline(recipe)(**pipeline_arguments(recipe, tracking_uri, force))
             except (RuntimeError, ValueError):
                 # RuntimeError: a task failed. ValueError: seen under DockerRunner, a task whose container
                 # failed is recorded as a success without outputs, and the next task cannot find them.
@@ -146,5 +152,37 @@ def run_local(
         sys.stdout, sys.stderr = streams
         os.environ.pop(ERROR_FILE_ENV, None)
         Path(err_path).unlink(missing_ok=True)
-    summary = Path(task.output.path)
-    return LocalRun(verdicts=json.loads(summary.read_text()), log_path=log_path, summary_path=summary)
+    return _collect(run_dir, log_path)
+
+
+def _output(run_dir: Path, task_output: str) -> Path | None:
+    found = sorted(run_dir.rglob(task_output))
+    return found[0] if found else None
+
+
+def _collect(run_dir: Path, log_path: Path) -> LocalRun:
+    """What the run's tasks wrote: the pinned source, the variants found registered, the summary (if it ran)."""
+    source, registered = _output(run_dir, "check-registered/source"), _output(run_dir, "check-registered/registered")
+    if source is None or registered is None:
+        raise ModelpressError("the pipeline's first task left no output", f"see the task logs in {log_path}")
+    summary = _output(run_dir, "summarize/summary")
+    return LocalRun(source=json.loads(source.read_text()), registered=json.loads(registered.read_text()),
+                    verdicts=json.loads(summary.read_text()) if summary else [], log_path=log_path, run_dir=run_dir)
+
+
+def preflight(client: Any, recipe: Any) -> Any:
+    """The registry entries the recipe names, resolved before any task starts: a missing one is one line now."""
+    from modelpress.registry import source as src
+
+    try:
+        ref = src.resolve(client, recipe.source)
+    except ModelpressError as exc:
+        if recipe.distill is None:
+            raise
+        raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
+    if recipe.distill is not None and recipe.distill.student.model is not None:
+        try:
+            src.resolve(client, recipe.distill.student.model)
+        except ModelpressError as exc:
+            raise ModelpressError(f"distill student (distill.student.model): {exc.problem}", exc.fix) from None
+    return ref

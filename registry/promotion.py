@@ -1,45 +1,21 @@
-"""Moving aliases: promote a vetted variant, roll an alias back, read the history.
+"""Release decisions on aliases: promote a vetted variant, roll an alias back, read the history.
 
-Every move is an MLflow run (kind `alias_move`) recording the model, the alias, the
-version it left and the one it went to. Runs are append-only, so concurrent moves never
-overwrite each other's record, and the history reads back with one search. The record
-is written before the alias moves and finished after; a move that did not complete
-stays RUNNING or FAILED and is never used by `rollback`.
+The moves themselves go through `registry.aliases`, which records each one as an MLflow run;
+here is the policy: only a variant that passed its gates is promoted, and a rollback returns
+to the version the alias held before its last completed move.
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
-from modelpress.registry.retry import retrying
+from modelpress.registry.aliases import AliasMove, check_alias, search_alias_moves, set_alias
 from modelpress.registry.variants import has_lineage, model_versions
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-
-@dataclass(frozen=True)
-class AliasMove:
-    model: str
-    alias: str
-    from_version: str | None
-    to_version: str
-    action: str
-    status: str
-    time_ms: int
-    run_id: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
-    aliases = client.get_registered_model(name).aliases
-    return str(aliases[alias]) if alias in aliases else None
 
 
 def _version(client: MlflowClient, name: str, version: str) -> Any:
@@ -51,42 +27,6 @@ def _version(client: MlflowClient, name: str, version: str) -> Any:
         raise ModelpressError(f"model {name!r} has no version {version} (versions: {', '.join(sorted(versions, key=int))})",
                               "pick an existing version")
     return versions[str(version)]
-
-
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
-
-
-def check_alias(alias: str) -> str:
-    """MLflow reserves `latest` and `v<N>`; anything else must be a plain name."""
-    if not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
-        raise ModelpressError(f"alias {alias!r} is not usable",
-                              "use letters, digits, - and _, starting with a letter; not latest or v<N>")
-    return alias
-
-
-def _experiment(client: MlflowClient) -> str:
-    import mlflow
-
-    from modelpress.registry.store import ensure_experiment
-
-    return ensure_experiment(client, mlflow.get_tracking_uri())  # connect() set it to this client's store
-
-
-def _move(client: MlflowClient, name: str, alias: str, version: str, action: str) -> AliasMove:
-    before = _alias_version(client, name, alias)
-    run = client.create_run(
-        _experiment(client),
-        run_name=f"{action} {name}@{alias} -> {version}",
-        tags={T.KIND: T.ALIAS_MOVE, T.MOVE_MODEL: name, T.MOVE_ALIAS: alias, T.MOVE_FROM: before or "",
-              T.MOVE_TO: str(version), T.MOVE_ACTION: action},
-    )
-    try:
-        retrying(lambda: client.set_registered_model_alias(name, alias, version))
-    except Exception:
-        client.set_terminated(run.info.run_id, status="FAILED")
-        raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
-    return AliasMove(name, alias, before, str(version), action, "FINISHED", run.info.start_time, run.info.run_id)
 
 
 def promote(client: MlflowClient, name: str, version: str, alias: str) -> AliasMove:
@@ -102,23 +42,15 @@ def promote(client: MlflowClient, name: str, version: str, alias: str) -> AliasM
     return _move(client, name, alias, str(version), "promote")
 
 
+def _move(client: MlflowClient, name: str, alias: str, version: str, action: str) -> AliasMove:
+    """Move `alias`; when it already points at `version`, nothing moves and nothing is recorded (status UNCHANGED)."""
+    move = set_alias(client, name, alias, version, action)
+    return move or AliasMove(name, alias, version, version, action, "UNCHANGED", 0, "")
+
+
 def history(client: MlflowClient, name: str, alias: str | None = None) -> list[AliasMove]:
     """Alias moves on `name` (optionally one alias), newest first."""
-    exp = _experiment(client)
-    where = f"tags.`{T.KIND}` = '{T.ALIAS_MOVE}' and tags.`{T.MOVE_MODEL}` = '{name}'"
-    if alias:
-        where += f" and tags.`{T.MOVE_ALIAS}` = '{alias}'"
-    moves, token = [], None
-    while True:
-        page = client.search_runs([exp], where, max_results=1000, page_token=token,
-                                  order_by=["attributes.start_time DESC"])
-        for r in page:
-            t = r.data.tags
-            moves.append(AliasMove(name, t[T.MOVE_ALIAS], t[T.MOVE_FROM] or None, t[T.MOVE_TO], t[T.MOVE_ACTION],
-                                   r.info.status, r.info.start_time, r.info.run_id))
-        token = page.token
-        if not token:
-            return moves
+    return search_alias_moves(client, name, alias)
 
 
 def rollback(client: MlflowClient, name: str, alias: str) -> AliasMove:

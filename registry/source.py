@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from modelpress.core import artifacts
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
+from modelpress.registry.aliases import set_alias
 from modelpress.registry.uris import ModelUri, parse_model_uri
 
 if TYPE_CHECKING:
@@ -172,7 +173,7 @@ def register_source(
         name, source=info.model_uri, run_id=run.info.run_id, tags=tags,
         description=description, model_id=info.model_id,
     )
-    client.set_registered_model_alias(name, alias, mv.version)
+    set_alias(client, name, alias, str(mv.version), "source")
     return SourceRef(name, str(mv.version), f"models:/{name}@{alias}", run.info.run_id, tags)
 
 

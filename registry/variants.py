@@ -29,6 +29,7 @@ from modelpress.core import artifacts
 from modelpress.core.config import FrozenConfig
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
+from modelpress.registry.aliases import set_alias
 from modelpress.registry.retry import retrying
 from modelpress.registry.source import SourceRef, _ensure_registered_model
 
@@ -242,14 +243,14 @@ def register_variant(
         retrying(lambda: client.delete_model_version(name, mv.version))
         client.set_tag(run_id, T.VARIANT, f"models:/{name}/{winner.version} (duplicate, deleted)")
         return _reuse(client, name, winner, alias, training_run_id)
-    retrying(lambda: client.set_registered_model_alias(name, alias, mv.version))
+    set_alias(client, name, alias, str(mv.version), "register")
     if training_run_id:  # and back: the training run names what it produced
         client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
     return VariantRef(name, str(mv.version), alias, created=True)
 
 
 def _reuse(client: MlflowClient, name: str, mv: Any, alias: str, training_run_id: str | None) -> VariantRef:
-    retrying(lambda: client.set_registered_model_alias(name, alias, mv.version))
+    set_alias(client, name, alias, str(mv.version), "reuse")
     if training_run_id:  # a re-run trained again; say which variant already stands for it
         client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version} (already registered)")
     return VariantRef(name, str(mv.version), alias, created=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from modelpress.core.progress import say
 
 
-def resolve_step(config_json: str, tracking_uri: str, model_out: Path, dataset_out: Path) -> dict:
-    """Resolve the source URI, fetch the model, and bind the run's data to its inputs."""
+def resolve_step(config_json: str, tracking_uri: str, source_ref: Path, model_out: Path, dataset_out: Path) -> dict:
+    """Fetch the pinned source (`source_ref`: a SourceRef as JSON) and bind the run's data to its inputs."""
     from modelpress.components.resolve.run_data import prepare_data
     from modelpress.components.resolve.settings import ResolveConfig
     from modelpress.core.config import parse_config
@@ -19,8 +20,7 @@ def resolve_step(config_json: str, tracking_uri: str, model_out: Path, dataset_o
 
     spec = parse_config(ResolveConfig, config_json, "resolve config")
     client = connect(tracking_uri)
-    ref = src.resolve(client, spec.source)
-    say(f"resolved {spec.source} -> {ref.version_uri}")
+    ref = src.SourceRef(**json.loads(Path(source_ref).read_text()))
     manifest = src.fetch(ref, Path(model_out), trust_pickle=spec.trust_pickled_source)
     _refuse_torch_steps_on_onnx(spec, manifest)
     say(f"model: {', '.join(i.describe() for i in manifest.inputs)} -> "

@@ -97,7 +97,7 @@ def test_submit_sends_what_we_compiled(kfp_host, env, tmp_path):
     params = run["body"]["runtime_config"]["parameters"]
     assert params["tracking_uri"] == "http://mlflow.mlflow.svc:5000"
     assert json.loads(params["gates"])[1]["metric"] == "top1_agreement"  # each step's own section
-    assert "recipe" not in params and params["targets"] == ["cpu-x86-int8"]
+    assert "recipe" not in params and params["targets"] == ["cpu-x86-int8"] and params["force"] is False
 
 
 def test_schedule_creates_then_replaces_one_recurring_run(kfp_host, env, tmp_path):

@@ -132,3 +132,25 @@ def test_qat_chain_is_recorded(demo_source, server_env, client, tmp_path):
     assert "qat epoch 1/1" in proc.stderr
     mv = client.get_model_version_by_alias("digits-cnn.cpu-arm64-int8", "candidate")
     assert mv.tags["modelpress.chain"] == "qat>export_onnx>quantize"
+
+
+def test_what_submit_sends_skips_an_unchanged_source_in_one_task(first_run, mlflow_server, tmp_path):
+    """The compiled YAML that `submit` and `schedule` send, run by kfp.local with the arguments they send:
+    the variant exists, so the run is the registry check and nothing else."""
+    from kfp import components, local
+
+    from modelpress.pipelines.arguments import pipeline_arguments
+    from modelpress.pipelines.compile import compile_pipeline
+    from modelpress.pipelines.recipe import load_recipe
+
+    _, recipe_path = first_run
+    recipe = load_recipe(recipe_path)
+    uri, _ = mlflow_server
+    pipeline = components.load_component_from_file(str(compile_pipeline(tmp_path / "pipeline.yaml", recipe)))
+    root = tmp_path / "root"
+    local.init(local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+    pipeline(**pipeline_arguments(recipe, uri))
+    (run_dir,) = list(root.iterdir())
+    assert sorted(p.name for p in run_dir.iterdir()) == ["check-registered"]  # one task ran
+    (found,) = json.loads((run_dir / "check-registered" / "registered").read_text())
+    assert (found["target"], found["name"]) == ("cpu-x86-int8", VARIANT)

@@ -248,11 +248,17 @@ def test_promote_rollback_and_history(mlflow_server, server_env, reg_source, var
     client = MlflowClient(uri, uri)
     assert str(client.get_registered_model(name).aliases["production"]) == v1["version"]
     moves = json.loads(run_cli(["history", name, "--json"], server_env).stdout)
-    assert [(m["action"], m["from_version"], m["to_version"], m["status"]) for m in moves] == [
-        ("rollback", v2["version"], v1["version"], "FINISHED"),
-        ("promote", v1["version"], v2["version"], "FINISHED"),
-        ("promote", None, v1["version"], "FINISHED"),
+    # Every alias write is recorded, the registrations' `candidate` moves included.
+    assert [(m["action"], m["alias"], m["from_version"], m["to_version"], m["status"]) for m in moves] == [
+        ("rollback", "production", v2["version"], v1["version"], "FINISHED"),
+        ("promote", "production", v1["version"], v2["version"], "FINISHED"),
+        ("promote", "production", None, v1["version"], "FINISHED"),
+        ("register", "candidate", v1["version"], v2["version"], "FINISHED"),
+        ("register", "candidate", None, v1["version"], "FINISHED"),
     ]
+    again = run_cli(["promote", f"models:/{name}/{v1['version']}", "--alias", "production"], server_env)
+    assert again.returncode == 0 and "already points at" in again.stdout  # nothing moved, nothing recorded
+    assert len(json.loads(run_cli(["history", name, "--json"], server_env).stdout)) == len(moves)
 
 
 def test_bad_registry_input_is_refused_and_changes_nothing(mlflow_server, server_env, reg_source, variant_model):

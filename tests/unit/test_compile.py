@@ -9,14 +9,19 @@ from modelpress.components.image import IMAGE
 from modelpress.pipelines.arguments import parameter_names
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
+STEPS = ["check-registered", "resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
          "gate", "register", "summarize"]
 PER_TARGET = ("qat", "quantize", "evaluate", "gate")
 
 
+def _work(spec: dict) -> dict:
+    """The tasks that run only when a target is left to build (inside the first dsl.If)."""
+    return spec["components"]["comp-condition-1"]["dag"]["tasks"]
+
+
 def _tasks(spec: dict) -> dict:
     """Every task of the pipeline, the per-target ones (inside the ParallelFor) included."""
-    return {**spec["root"]["dag"]["tasks"], **spec["components"]["comp-for-loop-1"]["dag"]["tasks"]}
+    return {**spec["root"]["dag"]["tasks"], **_work(spec), **spec["components"]["comp-for-loop-2"]["dag"]["tasks"]}
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
@@ -66,22 +71,40 @@ def test_targets_fan_out_and_the_verdicts_fan_in(tmp_path: Path):
 
     recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-cpu-targets.yaml")
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
-    root = spec["root"]["dag"]["tasks"]
-    assert root["for-loop-1"]["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--targets"}
+    root = _work(spec)
+    # The loop runs over the targets still to build, which the first task lists.
+    assert root["for-loop-2"]["parameterIterator"]["items"] == {
+        "inputParameter": "pipelinechannel--check-registered-todo"}
     assert spec["root"]["inputDefinitions"]["parameters"]["targets"]["defaultValue"] == [
         "cpu-x86-int8", "cpu-arm64-int8", "cpu-x86-fp32"]
     # Target-independent steps run once, outside the loop; the per-target ones inside it.
     assert {"resolve", "validate-data", "prune", "distill", "deep-compress", "export-onnx"} <= set(root)
-    assert set(PER_TARGET) <= set(spec["components"]["comp-for-loop-1"]["dag"]["tasks"])
+    assert set(PER_TARGET) <= set(spec["components"]["comp-for-loop-2"]["dag"]["tasks"])
     assert root["summarize"]["inputs"]["artifacts"]["verdicts"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "pipelinechannel--gate-verdict", "producerTask": "for-loop-1"}
+        "outputArtifactKey": "pipelinechannel--gate-verdict", "producerTask": "for-loop-2"}
+
+
+def test_an_unchanged_source_is_skipped_inside_the_pipeline(tmp_path: Path):
+    """What compile, submit and schedule send: one task checks the registry, everything else waits on its answer."""
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {"check-registered", "condition-1"}
+    assert root["condition-1"]["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--check-registered-Output'] == true")
+    assert root["check-registered"]["cachingOptions"] == {}  # the registry changes between runs
+    check = root["check-registered"]["inputs"]["parameters"]
+    assert check["force"] == {"componentInputParameter": "force"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["force"]["defaultValue"] is False
+    # Every later step uses the version the check pinned, not the alias again.
+    assert _work(spec)["resolve"]["inputs"]["artifacts"]["source"]["componentInputArtifact"] == (
+        "pipelinechannel--check-registered-source")
 
 
 def test_register_runs_only_when_gates_pass(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
-    cond = _tasks(spec)["condition-2"]
+    cond = _tasks(spec)["condition-3"]
     assert "gate-Output" in cond["triggerPolicy"]["condition"]
-    assert "register" in spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    assert "register" in spec["components"]["comp-condition-3"]["dag"]["tasks"]
 
 
 def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
@@ -93,10 +116,10 @@ def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
 
 def test_every_compression_step_waits_for_the_data_checks(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
-    tasks = spec["root"]["dag"]["tasks"]
-    for name in ("distill", "prune", "deep-compress", "export-onnx", "for-loop-1"):
+    tasks = _work(spec)
+    for name in ("distill", "prune", "deep-compress", "export-onnx", "for-loop-2"):
         assert "validate-data" in tasks[name].get("dependentTasks", []), name
-    loop = spec["components"]["comp-for-loop-1"]
+    loop = spec["components"]["comp-for-loop-2"]
     assert loop["inputDefinitions"]["artifacts"]["pipelinechannel--validate-data-validated"]
     assert tasks["prune"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "validated", "producerTask": "validate-data"}

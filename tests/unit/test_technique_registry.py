@@ -52,15 +52,15 @@ def test_it_appears_in_the_compiled_pipeline(toy, tmp_path: Path):
 
     recipe = load_recipe(toy={"decimals": 1}, prune={"method": "structured", "ratio": 0.5})
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
-    root = spec["root"]["dag"]["tasks"]
+    root = spec["components"]["comp-condition-1"]["dag"]["tasks"]
     assert "toy" in root and "exec-toy" in spec["deploymentSpec"]["executors"]
     # After the built-in target-independent steps, before the per-target loop.
     assert root["toy"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
         "outputArtifactKey": "out_model", "producerTask": "deep-compress"}
-    assert root["for-loop-1"]["inputs"]["artifacts"]["pipelinechannel--toy-out_model"]
+    assert root["for-loop-2"]["inputs"]["artifacts"]["pipelinechannel--toy-out_model"]
     params = spec["root"]["inputDefinitions"]["parameters"]
     assert json.loads(params["toy"]["defaultValue"]) == {"decimals": 1}
-    assert root["toy"]["inputs"]["parameters"]["config"] == {"componentInputParameter": "toy"}
+    assert root["toy"]["inputs"]["parameters"]["config"] == {"componentInputParameter": "pipelinechannel--toy"}
 
 
 def test_without_the_line_there_is_no_toy():
