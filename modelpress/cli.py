@@ -26,9 +26,9 @@ def _say(msg: str) -> None:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from modelpress.core.hardware import catalog
+    from modelpress.core.hardware import known_targets
 
-    for t in catalog().values():
+    for t in known_targets().values():
         print(f"{t.name:18s} {t.precision:5s} {t.provider:26s} {t.description}")
     return 0
 
@@ -72,7 +72,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_variants(args: argparse.Namespace) -> int:
     import json
 
-    from modelpress.registry.catalog import list_variants
+    from modelpress.registry.readback import list_variants
     from modelpress.registry.store import connect
 
     rows = list_variants(connect(), args.model)
@@ -99,7 +99,7 @@ def cmd_variants(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     import json
 
-    from modelpress.registry.catalog import lineage
+    from modelpress.registry.readback import lineage
     from modelpress.registry.store import connect
 
     info = lineage(connect(), args.variant)
@@ -146,8 +146,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from modelpress.registry.catalog import parse_variant_name
     from modelpress.registry.promotion import rollback
+    from modelpress.registry.readback import parse_variant_name
     from modelpress.registry.store import connect
 
     move = rollback(connect(), parse_variant_name(args.variant), args.alias)
@@ -159,8 +159,8 @@ def cmd_history(args: argparse.Namespace) -> int:
     import datetime as dt
     import json
 
-    from modelpress.registry.catalog import parse_variant_name
     from modelpress.registry.promotion import history
+    from modelpress.registry.readback import parse_variant_name
     from modelpress.registry.store import connect
 
     moves = history(connect(), parse_variant_name(args.variant), args.alias)

@@ -23,10 +23,10 @@ def _say(msg: str) -> None:
 
 def existing_demo(client: MlflowClient, name: str, alias: str) -> SourceRef | None:
     from modelpress.errors import ModelpressError
-    from modelpress.registry.source import resolve
+    from modelpress.registry.source import resolve_source
 
     try:
-        return resolve(client, f"models:/{name}@{alias}")
+        return resolve_source(client, f"models:/{name}@{alias}")
     except ModelpressError:
         return None
 

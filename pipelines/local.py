@@ -175,14 +175,14 @@ def preflight(client: Any, recipe: Any) -> Any:
     from modelpress.registry import source as src
 
     try:
-        ref = src.resolve(client, recipe.source)
+        ref = src.resolve_source(client, recipe.source)
     except ModelpressError as exc:
         if recipe.distill is None:
             raise
         raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
     if recipe.distill is not None and recipe.distill.student.model is not None:
         try:
-            src.resolve(client, recipe.distill.student.model)
+            src.resolve_source(client, recipe.distill.student.model)
         except ModelpressError as exc:
             raise ModelpressError(f"distill student (distill.student.model): {exc.problem}", exc.fix) from None
     return ref

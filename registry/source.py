@@ -13,6 +13,7 @@ from modelpress.core import artifacts
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
 from modelpress.registry.aliases import set_alias
+from modelpress.registry.store import fluent
 from modelpress.registry.uris import ModelUri, parse_model_uri
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def _not_found(exc: Exception) -> bool:
     ).lower()
 
 
-def resolve(client: MlflowClient, uri: str) -> SourceRef:
+def resolve_source(client: MlflowClient, uri: str) -> SourceRef:
     """Turn `models:/name@alias` (or `/version`) into a concrete version, or say why not."""
     from mlflow.exceptions import MlflowException
 
@@ -75,7 +76,7 @@ def resolve(client: MlflowClient, uri: str) -> SourceRef:
     return SourceRef(ref.name, str(mv.version), uri, mv.run_id, dict(mv.tags or {}))
 
 
-def fetch(source: SourceRef, out_dir: Path, trust_pickle: bool = False) -> artifacts.ModelManifest:
+def fetch(client: MlflowClient, source: SourceRef, out_dir: Path, trust_pickle: bool = False) -> artifacts.ModelManifest:
     """Download the version and write it to `out_dir` as a modelpress model folder.
 
     Accepts what modelpress registers (a torch-npz folder under the pyfunc flavor), any
@@ -85,7 +86,8 @@ def fetch(source: SourceRef, out_dir: Path, trust_pickle: bool = False) -> artif
     import yaml
 
     with tempfile.TemporaryDirectory(prefix="modelpress-fetch-") as tmp:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.version_uri, dst_path=tmp))
+        with fluent(client):  # models:/ URIs resolve through MLflow's global registry URI
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source.version_uri, dst_path=tmp))
         mlmodel_path = local / "MLmodel"
         if not mlmodel_path.is_file():
             raise ModelpressError(
@@ -159,20 +161,23 @@ def register_source(
     tags = {T.KIND: "source", T.FORMAT: manifest.format}
     if manifest.dataset:
         tags[T.DATASET] = manifest.dataset
-    with mlflow.start_run(run_name=f"train-{name}") as run:
-        mlflow.log_metrics(metrics)
-        mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            loader_module=PYFUNC_LOADER,
-            data_path=str(model_dir),
-            pip_requirements=[f"modelpress=={__version__}", "torch==2.13.0", "numpy"],
+    # MLflow resolves the logged model's models:/m-... URI through its global store, so the whole
+    # registration happens with the global URIs pointed at the client's store.
+    with fluent(client) as experiment_id:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{name}") as run:
+            mlflow.log_metrics(metrics)
+            mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module=PYFUNC_LOADER,
+                data_path=str(model_dir),
+                pip_requirements=[f"modelpress=={__version__}", "torch==2.13.0", "numpy"],
+            )
+        _ensure_registered_model(client, name, description)
+        mv = client.create_model_version(
+            name, source=info.model_uri, run_id=run.info.run_id, tags=tags,
+            description=description, model_id=info.model_id,
         )
-    _ensure_registered_model(client, name, description)
-    mv = client.create_model_version(
-        name, source=info.model_uri, run_id=run.info.run_id, tags=tags,
-        description=description, model_id=info.model_id,
-    )
     set_alias(client, name, alias, str(mv.version), "source")
     return SourceRef(name, str(mv.version), f"models:/{name}@{alias}", run.info.run_id, tags)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,7 +60,6 @@ def connect(uri: str | None = None) -> MlflowClient:
     `modelpress` experiment. Do it once, before concurrent clients start:
     many clients creating one fresh schema at once race on it.
     """
-    import mlflow
     from mlflow import MlflowClient
 
     uri = uri or tracking_uri()
@@ -70,11 +71,39 @@ def connect(uri: str | None = None) -> MlflowClient:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     # Our commands print their own results (some as JSON); MLflow's run links would corrupt them.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     ensure_experiment(client, uri)
     return client
+
+
+@contextmanager
+def fluent(client: MlflowClient) -> Iterator[str]:
+    """Point MLflow's global tracking and registry URIs at `client`'s store for the calls inside, then back.
+
+    Only MLflow's fluent-only APIs need it (`mlflow.<flavor>.log_model`, `download_artifacts` of a
+    models:/ URI, a dataset source's `load`); everything else takes the client. Yields the modelpress
+    experiment's id. What was set before (nothing, for MLflow's default) is set again after, and so
+    are the environment variables MLflow mirrors the URIs into.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_state
+    from mlflow.tracking._tracking_service import utils as tracking_state
+
+    # MLflow keeps what was set explicitly in these two module globals (None: its default).
+    before = tracking_state._tracking_uri, registry_state._registry_uri  # noqa: SLF001
+    env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(client.tracking_uri)
+    mlflow.set_registry_uri(client._registry_uri)  # noqa: SLF001 - MlflowClient has no public getter
+    try:
+        yield ensure_experiment(client, client.tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+        for key, value in env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def ensure_experiment(client: MlflowClient, uri: str) -> str:

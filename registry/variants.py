@@ -32,6 +32,7 @@ from modelpress.registry import tags as T
 from modelpress.registry.aliases import set_alias
 from modelpress.registry.retry import retrying
 from modelpress.registry.source import SourceRef, _ensure_registered_model
+from modelpress.registry.store import fluent
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -156,14 +157,15 @@ def model_card(source: SourceRef, target: HardwareTarget, chain: list[str], metr
     ).strip()
 
 
-def log_variant_run(model_dir: Path, target: HardwareTarget, name: str, version_tags: dict[str, str],
+def log_variant_run(client: MlflowClient, model_dir: Path, target: HardwareTarget, name: str, version_tags: dict[str, str],
                     metrics: dict[str, float], verdict: dict[str, Any],
                     attachments: dict[str, str] | None) -> tuple[str, Any]:
     """The MLflow run behind a variant: its lineage as run tags (enough to repair the version), metrics, model."""
     import mlflow
 
     model = artifacts.check_onnx(artifacts.onnx_file(model_dir), "candidate model")
-    with mlflow.start_run(run_name=f"register-{name}") as run:
+    with fluent(client) as experiment_id, mlflow.start_run(experiment_id=experiment_id,
+                                                          run_name=f"register-{name}") as run:
         mlflow.set_tags({k: v for k, v in version_tags.items() if not k.startswith(T.METRIC)})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(verdict, "verdict.json")
@@ -199,54 +201,57 @@ def register_variant(
     attachments: dict[str, str] | None = None,
     training_run_id: str | None = None,
 ) -> VariantRef:
-    if not verdict.get("passed"):
-        raise ModelpressError(
-            f"refusing to register: the gate verdict did not pass ({verdict.get('reason')})",
-            "fix the candidate or relax the gate in the recipe",
-        )
-    name = variant_name(source.name, target.name)
-    key = variant_key(source, config_hash, target.name)
-    _ensure_registered_model(client, name, f"modelpress variants of {source.name} for {target.name}")
-    repair(client, name)
-    existing = find_variant(client, name, key)
-    if existing is not None:
-        return _reuse(client, name, existing, alias, training_run_id)
+    """Register a passing candidate as a version of `<source>.<target>`, or reuse the one with its key."""
+    # MLflow resolves the logged model's models:/m-... URI through its global store.
+    with fluent(client):
+        if not verdict.get("passed"):
+            raise ModelpressError(
+                f"refusing to register: the gate verdict did not pass ({verdict.get('reason')})",
+                "fix the candidate or relax the gate in the recipe",
+            )
+        name = variant_name(source.name, target.name)
+        key = variant_key(source, config_hash, target.name)
+        _ensure_registered_model(client, name, f"modelpress variants of {source.name} for {target.name}")
+        repair(client, name)
+        existing = find_variant(client, name, key)
+        if existing is not None:
+            return _reuse(client, name, existing, alias, training_run_id)
 
-    version_tags = {
-        T.KIND: "variant",
-        T.FORMAT: "onnx",
-        T.SOURCE_NAME: source.name,
-        T.SOURCE_VERSION: source.version,
-        T.CHAIN: ">".join(chain),
-        T.CONFIG_HASH: config_hash,
-        T.TARGET: target.name,
-        T.KEY: key,
-        T.VERDICT: "passed",
-        T.PIPELINE_RUN: pipeline_run_id,
-        **T.metric_tags(metrics),
-        **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
-    }
-    if dataset := source.tags.get(T.DATASET):
-        version_tags[T.DATASET] = dataset
-    if training_run_id:
-        version_tags[T.TRAINING_RUN] = training_run_id
-    run_id, info = log_variant_run(model_dir, target, name, version_tags, metrics, verdict, attachments)
-    # Tags go in with the create call, so no version exists without its lineage.
-    mv = retrying(lambda: client.create_model_version(
-        name, source=info.model_uri, run_id=run_id, tags=version_tags,
-        description=model_card(source, target, chain, metrics), model_id=info.model_id,
-    ))
-    _fault("after_version_created")
-    winner = find_variant(client, name, key)
-    if winner is not None and int(winner.version) < int(mv.version):
-        # A concurrent run with the same key got there first: keep one version.
-        retrying(lambda: client.delete_model_version(name, mv.version))
-        client.set_tag(run_id, T.VARIANT, f"models:/{name}/{winner.version} (duplicate, deleted)")
-        return _reuse(client, name, winner, alias, training_run_id)
-    set_alias(client, name, alias, str(mv.version), "register")
-    if training_run_id:  # and back: the training run names what it produced
-        client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
-    return VariantRef(name, str(mv.version), alias, created=True)
+        version_tags = {
+            T.KIND: "variant",
+            T.FORMAT: "onnx",
+            T.SOURCE_NAME: source.name,
+            T.SOURCE_VERSION: source.version,
+            T.CHAIN: ">".join(chain),
+            T.CONFIG_HASH: config_hash,
+            T.TARGET: target.name,
+            T.KEY: key,
+            T.VERDICT: "passed",
+            T.PIPELINE_RUN: pipeline_run_id,
+            **T.metric_tags(metrics),
+            **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
+        }
+        if dataset := source.tags.get(T.DATASET):
+            version_tags[T.DATASET] = dataset
+        if training_run_id:
+            version_tags[T.TRAINING_RUN] = training_run_id
+        run_id, info = log_variant_run(client, model_dir, target, name, version_tags, metrics, verdict, attachments)
+        # Tags go in with the create call, so no version exists without its lineage.
+        mv = retrying(lambda: client.create_model_version(
+            name, source=info.model_uri, run_id=run_id, tags=version_tags,
+            description=model_card(source, target, chain, metrics), model_id=info.model_id,
+        ))
+        _fault("after_version_created")
+        winner = find_variant(client, name, key)
+        if winner is not None and int(winner.version) < int(mv.version):
+            # A concurrent run with the same key got there first: keep one version.
+            retrying(lambda: client.delete_model_version(name, mv.version))
+            client.set_tag(run_id, T.VARIANT, f"models:/{name}/{winner.version} (duplicate, deleted)")
+            return _reuse(client, name, winner, alias, training_run_id)
+        set_alias(client, name, alias, str(mv.version), "register")
+        if training_run_id:  # and back: the training run names what it produced
+            client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
+        return VariantRef(name, str(mv.version), alias, created=True)
 
 
 def _reuse(client: MlflowClient, name: str, mv: Any, alias: str, training_run_id: str | None) -> VariantRef:

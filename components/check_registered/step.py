@@ -29,7 +29,7 @@ def check_registered_step(run_json: str, variant_json: str, targets: list[str], 
     run = parse_run(run_json)
     alias = parse_config(VariantConfig, variant_json, "variant").alias
     client = connect(tracking_uri)
-    ref = src.resolve(client, run.source)
+    ref = src.resolve_source(client, run.source)
     say(f"source: {run.source} -> {ref.version_uri}")
     Path(source_out).write_text(json.dumps(asdict(ref)))
     todo: list[str] = []

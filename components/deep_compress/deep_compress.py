@@ -55,7 +55,7 @@ def compress(
     from torch import nn
 
     from modelpress.components.deep_compress.sharing import freeze, share
-    from modelpress.components.prune import measure
+    from modelpress.components.prune import counting
     from modelpress.components.prune.prune import prune
     from modelpress.models.train import accuracy, train
     from modelpress.models.zoo import DigitsCNNSpec, build_model, fold_batchnorm
@@ -70,7 +70,7 @@ def compress(
 
     # Stage 1
     module, _, _ = prune(module, shape, data, config.prune, say)
-    layers = measure.weight_layers(module)
+    layers = counting.weight_layers(module)
     weight_keys = {f"{n}.weight" for n in layers}
     state = module.state_dict()
     others = sum(v.numel() for k, v in state.items() if k not in weight_keys)

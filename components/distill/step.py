@@ -47,10 +47,10 @@ def _into_registered(client: Any, config: Any, trust_pickle: bool, source_in: Pa
     from modelpress.registry import source as src
 
     uri = config.student.model
-    ref = src.resolve(client, uri)
+    ref = src.resolve_source(client, uri)
     say(f"student: {uri} -> {ref.version_uri}")
     with tempfile.TemporaryDirectory(prefix="modelpress-student-") as tmp:
-        src.fetch(ref, Path(tmp), trust_pickle=trust_pickle)
+        src.fetch(client, ref, Path(tmp), trust_pickle=trust_pickle)
         result = apply_technique("distill", config, source_in, dataset, model_out, student_dir=Path(tmp))
     result.notes["student"] = {"model": uri, "version": ref.version_uri}
     return result

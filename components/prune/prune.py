@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from modelpress.components.prune import measure
+from modelpress.components.prune import counting
 from modelpress.components.prune.settings import (
     HEAD_METRICS,
     METRICS,
@@ -40,7 +40,7 @@ class _Pruner:
         self.module = module
         self.input_shape = input_shape
         self.config = config
-        known = list(measure.weight_layers(module))
+        known = list(counting.weight_layers(module))
         for key, names in (("layer_ratios", list(config.layer_ratios)), ("exclude", list(config.exclude))):
             for name in names:
                 if name not in known:
@@ -72,7 +72,7 @@ class _Unstructured(_Pruner):
         from modelpress.components.prune.unstructured import Masks
 
         super().__init__(module, input_shape, config)
-        self.names = [n for n in measure.weight_layers(module) if n not in config.exclude]
+        self.names = [n for n in counting.weight_layers(module) if n not in config.exclude]
         if not self.names:
             raise ModelpressError("prune: every layer is excluded", "remove names from prune.exclude")
         self.masks = Masks(module, self.names)
@@ -93,7 +93,7 @@ class _Unstructured(_Pruner):
         self.masks.apply()
 
     def report(self) -> dict:
-        return {"layer_sparsity": {k: round(v, 4) for k, v in measure.layer_sparsity(self.module).items()}}
+        return {"layer_sparsity": {k: round(v, 4) for k, v in counting.layer_sparsity(self.module).items()}}
 
 
 class _Structured(_Pruner):
@@ -159,12 +159,12 @@ def _cost_fn(
         trial = copy.deepcopy(module)
         _pruner(trial, shape, plain).prune_to(ratios)
         if objective == "latency":
-            return measure.ort_latency_ms(trial, shape, runs=30)
+            return counting.ort_latency_ms(trial, shape, runs=30)
         if plain.method == "unstructured":  # zeros cost nothing in a sparse format
-            return measure.nonzero_macs(trial, shape) if objective == "macs" else float(measure.count_nonzero(trial))
+            return counting.nonzero_macs(trial, shape) if objective == "macs" else float(counting.count_nonzero(trial))
         if objective == "macs":
-            return float(sum(measure.count_macs(trial, shape).values()))
-        return float(measure.count_params(trial))
+            return float(sum(counting.count_macs(trial, shape).values()))
+        return float(counting.count_params(trial))
 
     return cost
 
@@ -208,7 +208,7 @@ def prune(
     loss = None
     if config.distill is not None:  # the unpruned model, frozen, is the teacher
         loss = distillation_loss(copy.deepcopy(module).eval(), config.distill.temperature, config.distill.alpha)
-    before = measure.summary(module, input_shape)
+    before = counting.summary(module, input_shape)
     val_before = accuracy(module, data.x_val, data.y_val)
     notes: dict = {"config": config.model_dump(mode="json")}
     global_final = config.ratio if config.method == "unstructured" and config.scope == "global" else None
@@ -240,7 +240,7 @@ def prune(
     say(f"fine-tuning up to {config.finetune.epochs} epochs (early stop on val)")
     train(module, data, config.finetune, progress=say, after_step=pruner.after_step, loss=loss)
     pruner.after_step()
-    after = measure.summary(module, input_shape)
+    after = counting.summary(module, input_shape)
     metrics = {
         "params_before": before["params"],
         "params": after["params"],
@@ -255,8 +255,8 @@ def prune(
         "val_accuracy": accuracy(module, data.x_val, data.y_val),
     }
     if config.method == "unstructured":
-        metrics["macs_nonzero_ratio"] = measure.nonzero_macs(module, input_shape) / before["macs"]
-        metrics["weight_sparsity"] = measure.weight_sparsity(module)
+        metrics["macs_nonzero_ratio"] = counting.nonzero_macs(module, input_shape) / before["macs"]
+        metrics["weight_sparsity"] = counting.weight_sparsity(module)
     notes.update(pruner.report())
     return module, metrics, notes
 

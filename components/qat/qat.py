@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modelpress.components.quantize.settings import QuantizeConfig, resolve
+from modelpress.components.quantize.settings import QuantizeConfig, settings_for
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
@@ -153,7 +153,7 @@ class QAT(Technique):
         if qconfig.qat is None:
             shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
             return Result(model_dir=out_dir, notes={"qat": "off"})
-        settings = resolve(qconfig, target)
+        settings = settings_for(qconfig, target)
         require_torch(model_dir, "quantize.qat")
         if data is None or len(data.x_train) == 0:
             raise ModelpressError("quantize.qat needs training data, and the dataset is empty")

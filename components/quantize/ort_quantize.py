@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelpress.components.quantize.calibration import ListReader, calibration_batches
 from modelpress.components.quantize.report import fp16_report, int8_report
-from modelpress.components.quantize.settings import QuantizeConfig, QuantSettings, resolve
+from modelpress.components.quantize.settings import QuantizeConfig, QuantSettings, settings_for
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
@@ -43,7 +43,7 @@ class Quantize(Technique):
 
     def check_target(self, config: QuantizeConfig, target: HardwareTarget) -> None:  # type: ignore[override]
         if self.applies_to(target):
-            resolve(config, target)
+            settings_for(config, target)
 
     def apply(
         self,
@@ -53,7 +53,7 @@ class Quantize(Technique):
         target: HardwareTarget,
         out_dir: Path,
     ) -> Result:
-        settings = resolve(config, target)
+        settings = settings_for(config, target)
         manifest = artifacts.read_manifest(model_dir)
         src = artifacts.onnx_file(model_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Quantize config (what a recipe may say) and the settings it resolves to.
 
 Every field of `QuantizeConfig` defaults to None, meaning "the hardware
-target's default"; a value overrides the target. `resolve()` merges the two
+target's default"; a value overrides the target. `settings_for()` merges the two
 into `QuantSettings`, where nothing is left unset, and refuses combinations
 that cannot serve the target (an fp16 model for an int8 target, say).
 """
@@ -96,7 +96,7 @@ class QuantSettings:
         return asdict(self)
 
 
-def resolve(config: QuantizeConfig, target: HardwareTarget) -> QuantSettings:
+def settings_for(config: QuantizeConfig, target: HardwareTarget) -> QuantSettings:
     defaults = target.quantization
     if defaults is None:
         raise ModelpressError(

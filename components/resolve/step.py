@@ -21,7 +21,7 @@ def resolve_step(config_json: str, tracking_uri: str, source_ref: Path, model_ou
     spec = parse_config(ResolveConfig, config_json, "resolve config")
     client = connect(tracking_uri)
     ref = src.SourceRef(**json.loads(Path(source_ref).read_text()))
-    manifest = src.fetch(ref, Path(model_out), trust_pickle=spec.trust_pickled_source)
+    manifest = src.fetch(client, ref, Path(model_out), trust_pickle=spec.trust_pickled_source)
     _refuse_torch_steps_on_onnx(spec, manifest)
     say(f"model: {', '.join(i.describe() for i in manifest.inputs)} -> "
         f"{', '.join(o.describe() for o in manifest.outputs)}")

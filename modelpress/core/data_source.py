@@ -117,17 +117,17 @@ def read_data(config: DataConfig, tag: str | None, run_id: str | None, client: A
                           {"run_input": origin})
         if config.train:
             files = {s: getattr(config, s) for s in SPLITS if getattr(config, s)}
-            tables = {s: _read(_local(u, Path(tmp) / s), config.format, u) for s, u in files.items()}
+            tables = {s: _read(_local(u, Path(tmp) / s, client), config.format, u) for s, u in files.items()}
             return _split_files(tables, config, {"files": files})
         uri = config.uri or tag
         if uri is None:
             raise ModelpressError("no data to evaluate the model on: the recipe has no data section and the source "
                                   "version no modelpress.dataset tag",
                                   "add data: {uri: <path or runs:/ URI of a .parquet, .csv or .npz>} to the recipe")
-        return _split(_read(_local(uri, Path(tmp)), config.format, uri), config, {"uri": uri})
+        return _split(_read(_local(uri, Path(tmp), client), config.format, uri), config, {"uri": uri})
 
 
-def _local(uri: str, dst: Path) -> Path:
+def _local(uri: str, dst: Path, client: Any) -> Path:
     """A local path as it is; an MLflow artifact URI (any scheme MLflow's repositories know) downloaded."""
     if "://" not in uri and not uri.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
         path = Path(uri).expanduser()
@@ -139,7 +139,10 @@ def _local(uri: str, dst: Path) -> Path:
 
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        from modelpress.registry.store import fluent
+
+        with fluent(client):  # runs:/ and models:/ URIs resolve through MLflow's global URIs
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except (MlflowException, OSError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelpressError(f"data {uri} could not be read ({reason})",

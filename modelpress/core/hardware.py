@@ -83,7 +83,7 @@ class HardwareTarget(FrozenConfig):
 
 
 @functools.cache
-def catalog() -> dict[str, HardwareTarget]:
+def known_targets() -> dict[str, HardwareTarget]:
     import yaml  # lazy: only commands that touch targets pay for it
 
     text = resources.files("modelpress.core").joinpath("hardware_targets.yaml").read_text()
@@ -97,7 +97,7 @@ def catalog() -> dict[str, HardwareTarget]:
 def parse_target(text: str) -> HardwareTarget:
     """Parse a target string; case and surrounding space are forgiven, nothing else."""
     key = text.strip().lower()
-    known = catalog()
+    known = known_targets()
     if key not in known:
         raise ModelpressError(
             f"unknown hardware target {text!r}",

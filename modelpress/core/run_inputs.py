@@ -85,7 +85,10 @@ def fetch_run_input(
 
     dst.mkdir(parents=True, exist_ok=True)
     try:
-        local = Path(source.load(dst_path=str(dst)))
+        from modelpress.registry.store import fluent
+
+        with fluent(client):  # a dataset source downloads through MLflow's global tracking URI
+            local = Path(source.load(dst_path=str(dst)))
     except Exception as exc:  # varies by store: OSError, MlflowException, HTTP errors
         reason = ([ln for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__])[-1]
         raise ModelpressError(f"could not download {what} from {ds.source}: {reason}",

@@ -70,7 +70,7 @@ def _race(uri: str, source, model_dir: Path, tmp: Path, env: dict[str, str] | No
 
 def _check_store(client, source_name: str, results: list[dict]) -> None:
     from modelpress.registry import tags as T
-    from modelpress.registry.catalog import list_variants
+    from modelpress.registry.readback import list_variants
     from modelpress.registry.variants import LINEAGE, model_versions
 
     for target in TARGETS:
@@ -162,7 +162,8 @@ def _hand_made_version(client, name: str, model_dir: Path, version_tags: dict[st
     from modelpress.core.hardware import parse_target
     from modelpress.registry.variants import log_variant_run
 
-    run_id, info = log_variant_run(model_dir, parse_target("cpu-x86-fp32"), name, {}, {}, {"passed": False}, None)
+    run_id, info = log_variant_run(client, model_dir, parse_target("cpu-x86-fp32"), name, {}, {}, {"passed": False},
+                                   None)
     return client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id,
                                        tags=version_tags)
 
@@ -198,7 +199,7 @@ def test_a_version_without_lineage_is_never_listed_then_completed_or_cleaned(mlf
     """The state a kill between creating a version and writing its tags leaves: found, then repaired."""
     from modelpress.core.hardware import parse_target
     from modelpress.registry import tags as T
-    from modelpress.registry.catalog import list_variants
+    from modelpress.registry.readback import list_variants
     from modelpress.registry.store import connect
     from modelpress.registry.variants import log_variant_run, model_versions, variant_key
 
@@ -215,7 +216,7 @@ def test_a_version_without_lineage_is_never_listed_then_completed_or_cleaned(mlf
 
     def bare_version() -> str:
         """Its run carries the lineage; the version itself has none."""
-        run_id, info = log_variant_run(variant_model, parse_target("cpu-arm64-int8"), name, lineage_tags,
+        run_id, info = log_variant_run(client, variant_model, parse_target("cpu-arm64-int8"), name, lineage_tags,
                                        {"accuracy": 0.9}, {"passed": True}, None)
         return str(client.create_model_version(name, source=info.model_uri, run_id=run_id, model_id=info.model_id).version)
 

@@ -36,6 +36,11 @@ def test_three_targets_in_one_run(demo_source, server_env, client):
         (mv,) = [v for v in _versions(client, f"digits-cnn.{target}")
                  if v.tags.get("modelpress.config_hash") == config_hash]
         assert mv.tags["modelpress.target"] == target and mv.tags["modelpress.verdict"] == "passed"
+        # The run's Pareto report rides along with each variant's MLflow run.
+        assert "pareto_report.html" in {a.path for a in client.list_artifacts(mv.run_id)}
+    report = re.search(r"report \(accuracy, latency, size; Pareto front\): (\S+)", proc.stderr)[1]
+    page = open(report).read()
+    assert page.count("data:image/png;base64,") >= 3 and all(t in page for t in ("cpu-arm64-int8", "cpu-x86-fp32"))
     # Run again: every target is already registered, so the pipeline's first task is all that runs.
     again = run_cli(["run", "--recipe", str(RECIPE)], server_env)
     assert again.returncode == 0 and _tasks(again.stderr) == ["check-registered"]
@@ -44,13 +49,15 @@ def test_three_targets_in_one_run(demo_source, server_env, client):
 
 def test_one_target_failing_its_gates_registers_the_others(demo_source, server_env, client, tmp_path):
     recipe = tmp_path / "one-fails.yaml"
-    recipe.write_text(RECIPE.read_text() + "  - metric: size_ratio          # impossible on purpose, x86 INT8 only\n"
+    # A latency gate no candidate can meet (100x faster than its source), on x86 INT8 only.
+    recipe.write_text(RECIPE.read_text() + "  - metric: latency_ratio_b1\n"
                       "    value: {upper: 0.01}\n    targets: [cpu-x86-int8]\n")
     before = {t: len(_versions(client, f"digits-cnn.{t}")) for t in ("cpu-x86-int8", "cpu-arm64-int8", "cpu-x86-fp32")}
     proc = run_cli(["run", "--recipe", str(recipe)], server_env)
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("modelpress: gate failed on 1 of 3 targets, nothing registered for cpu-x86-int8: size_ratio")
+    assert last.startswith("modelpress: gate failed on 1 of 3 targets, nothing registered for cpu-x86-int8: "
+                           "latency_ratio_b1")
     after = {t: len(_versions(client, f"digits-cnn.{t}")) for t in before}
     assert after == {**before, "cpu-arm64-int8": before["cpu-arm64-int8"] + 1,
                      "cpu-x86-fp32": before["cpu-x86-fp32"] + 1}

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from modelpress.core.hardware import catalog, parse_target
+from modelpress.core.hardware import known_targets, parse_target
 from modelpress.errors import ModelpressError
 from modelpress.pipelines.recipe import Recipe, load_recipe
 
@@ -10,7 +10,7 @@ def test_targets_parse_canonically():
     assert parse_target(" CPU-x86-INT8 ").name == "cpu-x86-int8"
     t = parse_target("nvidia-trt-int8")
     assert t.provider == "TensorrtExecutionProvider" and t.precision == "int8"
-    assert {"cpu-x86-int8", "cpu-arm64-int8", "nvidia-cuda-fp16", "nvidia-trt-int8"} <= set(catalog())
+    assert {"cpu-x86-int8", "cpu-arm64-int8", "nvidia-cuda-fp16", "nvidia-trt-int8"} <= set(known_targets())
 
 
 def test_unknown_target_lists_known_ones():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modelpress.components.export_onnx.onnx_export import export_onnx
-from modelpress.components.prune import measure, sensitivity
+from modelpress.components.prune import counting, sensitivity
 from modelpress.components.prune import settings as prune_settings
 from modelpress.components.prune.settings import PruneConfig
 from modelpress.components.prune.unstructured import Masks
@@ -59,14 +59,14 @@ def test_global_and_per_layer_masks():
     model = build_model(MLPSpec(), seed=0)
     masks = Masks(model, ["1", "3", "5"])
     masks.update({}, global_ratio=0.9)
-    sparsity = measure.layer_sparsity(model)
-    total = sum(m.weight.numel() for m in measure.weight_layers(model).values())
-    zeros = sum(sparsity[n] * m.weight.numel() for n, m in measure.weight_layers(model).items())
+    sparsity = counting.layer_sparsity(model)
+    total = sum(m.weight.numel() for m in counting.weight_layers(model).values())
+    zeros = sum(sparsity[n] * m.weight.numel() for n, m in counting.weight_layers(model).items())
     assert zeros / total == pytest.approx(0.9, abs=1e-4)
     assert len(set(round(s, 2) for s in sparsity.values())) > 1  # one threshold, uneven layers
     model = build_model(MLPSpec(), seed=0)
     Masks(model, ["1", "3", "5"]).update({"1": 0.5, "3": 0.5, "5": 0.5}, None)
-    assert all(s == pytest.approx(0.5, abs=1e-3) for s in measure.layer_sparsity(model).values())
+    assert all(s == pytest.approx(0.5, abs=1e-3) for s in counting.layer_sparsity(model).values())
 
 
 def test_sparse_weights_file_is_smaller_and_exact(tmp_path):
@@ -138,7 +138,7 @@ def test_unstructured_technique_keeps_zeros_through_finetuning(tmp_path, data):
     assert set(r.metrics) == set(prune_settings.METRICS + prune_settings.UNSTRUCTURED_METRICS)
     assert r.metrics["file_ratio"] < 0.2
     module, _ = artifacts.load_torch(r.model_dir)
-    assert measure.layer_sparsity(module) == pytest.approx(r.notes["layer_sparsity"], abs=1e-4)
+    assert counting.layer_sparsity(module) == pytest.approx(r.notes["layer_sparsity"], abs=1e-4)
 
 
 def test_unknown_layer_names_list_the_known_ones(tmp_path, data):
@@ -170,9 +170,9 @@ def test_latency_objective_times_each_candidate(tmp_path, data, monkeypatch):
 
     def fake_latency(module, shape, runs=30):
         calls.append(module)
-        return float(sum(measure.count_macs(module, shape).values()))
+        return float(sum(counting.count_macs(module, shape).values()))
 
-    monkeypatch.setattr(measure, "ort_latency_ms", fake_latency)
+    monkeypatch.setattr(counting, "ort_latency_ms", fake_latency)
     src = _save(tmp_path, DigitsCNNSpec(), (1, 8, 8))
     cfg = parse_config(PruneConfig, {
         "method": "structured", "sensitivity": {"objective": "latency", "keep": 0.6, "max_accuracy_drop": 1.0},
@@ -201,7 +201,7 @@ def test_embedding_weights_are_pruned_and_shared_like_any_layer():
 
     torch.manual_seed(0)
     model = Bag()
-    layers = list(measure.weight_layers(model))
+    layers = list(counting.weight_layers(model))
     assert layers == ["emb", "fc"]
     masks = Masks(model, layers)
     masks.update({}, 0.9)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from modelpress.components.prune import measure
+from modelpress.components.prune import counting
 from modelpress.components.prune.structured import importance, prune_groups, trace_groups
 from modelpress.errors import ModelpressError
 from modelpress.models.zoo import DigitsCNNSpec, MLPSpec, build_model, spec_of
@@ -33,10 +33,10 @@ def test_cnn_groups_and_protected_output():
 def test_cnn_half_channels_shrinks_for_real():
     model = build_model(DigitsCNNSpec(), seed=0).eval()
     x = torch.randn(5, *SHAPE)
-    before = measure.summary(model, SHAPE)
+    before = counting.summary(model, SHAPE)
     _halve(model)
     assert model(x).shape == (5, 10)
-    after = measure.summary(model, SHAPE)
+    after = counting.summary(model, SHAPE)
     assert after["macs"] / before["macs"] <= 0.55
     assert after["params"] < before["params"] / 2
     spec = spec_of(DigitsCNNSpec(), model)

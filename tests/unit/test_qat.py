@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelpress.components.qat.qat import _weight_layers
-from modelpress.components.quantize.settings import QuantizeConfig, resolve
+from modelpress.components.quantize.settings import QuantizeConfig, settings_for
 from modelpress.core import artifacts
 from modelpress.core.data import load_dataset
 from modelpress.core.hardware import parse_target
@@ -54,7 +54,7 @@ def test_conv_layers_are_paired_with_their_batchnorm():
 
 def test_qat_needs_static_mode():
     with pytest.raises(ModelpressError, match="quantize.qat prepares weights for static INT8"):
-        resolve(QuantizeConfig(mode="dynamic", qat={}), parse_target("cpu-x86-int8"))
+        settings_for(QuantizeConfig(mode="dynamic", qat={}), parse_target("cpu-x86-int8"))
 
 
 def test_qat_needs_a_torch_source(tmp_path, data):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from modelpress.components.export_onnx.onnx_export import export_onnx
-from modelpress.components.quantize.settings import QuantizeConfig, resolve
+from modelpress.components.quantize.settings import QuantizeConfig, settings_for
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits, load_dataset
 from modelpress.core.hardware import parse_target
@@ -113,7 +113,7 @@ def test_excluded_node_stays_float_with_reason(onnx_dir, data, tmp_path):
 )
 def test_mode_target_mismatch_refused_before_work(target, cfg, needle):
     with pytest.raises(ModelpressError, match=needle):
-        resolve(QuantizeConfig(**cfg), parse_target(target))
+        settings_for(QuantizeConfig(**cfg), parse_target(target))
 
 
 def test_empty_calibration_set(onnx_dir, data, tmp_path):

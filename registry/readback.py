@@ -44,9 +44,9 @@ def list_variants(client: MlflowClient, source: str) -> list[dict[str, Any]]:
 
 def lineage(client: MlflowClient, uri: str) -> dict[str, Any]:
     """The chain from a variant (models:/<name>/<version> or @alias) back to its source version."""
-    from modelpress.registry.source import resolve
+    from modelpress.registry.source import resolve_source
 
-    ref = resolve(client, uri)
+    ref = resolve_source(client, uri)
     if not has_lineage(ref.tags):
         raise ModelpressError(f"{ref.version_uri} is not a modelpress variant (no lineage tags)",
                               "pass a variant URI; `modelpress variants <source>` lists them")
