@@ -27,7 +27,7 @@ from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.data_source import DataConfig
 from modelpress.core.hardware import parse_target
 from modelpress.core.tasks import TaskConfig, default_gates
-from modelpress.core.technique import Technique, registry_key, techniques
+from modelpress.core.technique import Technique, chain, registry_key, techniques
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import VariantConfig
@@ -185,10 +185,6 @@ class RecipeBase(FrozenConfig):
         """Whether a target-independent step (distill, prune, deep_compress, ...) changes the model before export."""
         return any(t.changes_weights and not t.per_target for t, _ in self.enabled())
 
-    def torch_sections(self) -> list[str]:
-        """The sections that train torch weights, in pipeline order."""
-        return [t.section or f"quantize.{t.name}" for t, _ in self.enabled() if t.input_format == "torch"]
-
     def needs_torch_source(self) -> list[str]:
         """Sections that need the source itself to be a torch model: none after a step that makes one."""
         steps: list[str] = []
@@ -214,11 +210,13 @@ class RecipeBase(FrozenConfig):
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self, target: str | None = None) -> list[str]:
-        """The techniques that shape `target`'s variant (default: the first target's), in order (its lineage)."""
+        """The techniques that will shape `target`'s variant (default: the first target's), in order.
+
+        The variant records the chain its candidate's notes show (`components/evaluate/step.py`);
+        both come from `technique.chain`.
+        """
         t = parse_target(target or self.targets[0])
-        on = [tech for tech, _ in self.enabled() if tech.applies_to(t)]
-        return ([x.name for x in on if x.input_format != "onnx"] + ["export_onnx"]
-                + [x.name for x in on if x.input_format == "onnx"])
+        return chain([tech.name for tech, _ in self.enabled() if tech.applies_to(t)])
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -12,11 +12,9 @@ from modelpress.core.progress import for_target, say
 
 def chain_of(notes: dict[str, Any]) -> list[str]:
     """The techniques that shaped a candidate, in pipeline order: each one that ran left its notes."""
-    from modelpress.core.technique import techniques
+    from modelpress.core.technique import chain
 
-    ran = [t for t in techniques() if t.name in notes]
-    return [t.name for t in ran if t.input_format != "onnx"] + ["export_onnx"] + \
-        [t.name for t in ran if t.input_format == "onnx"]
+    return chain(set(notes))
 
 
 def evaluate_step(config_json: str, target: str, candidate: Path, source: Path, dataset: Path,

@@ -160,6 +160,14 @@ def techniques() -> list[Technique]:
     return [get_technique(n) for n in _MODULES]
 
 
+def chain(names: set[str] | list[str]) -> list[str]:
+    """The lineage of a model the techniques `names` shaped: in pipeline order, ONNX export between
+    the torch-level ones and the ONNX-level ones."""
+    ran = [t for t in techniques() if t.name in set(names)]
+    return ([t.name for t in ran if t.input_format != "onnx"] + ["export_onnx"]
+            + [t.name for t in ran if t.input_format == "onnx"])
+
+
 def registry_key() -> tuple[tuple[str, str], ...]:
     """Changes whenever the registry does (what derived models are cached on)."""
     return tuple(_MODULES.items())
