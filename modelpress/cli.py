@@ -256,7 +256,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from modelpress.pipelines.local import preflight, run_local
+    from modelpress.pipelines.local import preflight, run_local, source_role
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry.source import SourceRef
     from modelpress.registry.store import connect, home, tracking_uri
@@ -273,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
     # A missing model or alias fails here; a corrupt file fails in the first tasks, before any compute.
     ref = preflight(client, recipe)
-    _say(f"{'teacher' if recipe.distill else 'source'}: {recipe.source} -> {ref.version_uri}; "
+    _say(f"{(source_role(recipe) or 'source').split()[-1]}: {recipe.source} -> {ref.version_uri}; "
          f"target{'s' if len(recipe.targets) > 1 else ''}: {', '.join(recipe.targets)}")
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")
     run = run_local(recipe, uri, home() / "runs", force=args.force, verbose=args.verbose, docker=args.docker,

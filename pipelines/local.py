@@ -114,9 +114,9 @@ def run_local(
             "set MLFLOW_TRACKING_URI=http://127.0.0.1:<port> (containers share the host network)",
         )
     runs_dir.mkdir(parents=True, exist_ok=True)
-    log_path = runs_dir / "last-run.log"
-    # One pipeline root per run, so its outputs are found without guessing which run wrote them.
+    # One folder per run (pipeline root, task log, error file), so parallel runs never share a file.
     run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=runs_dir))
+    log_path = run_dir / "tasks.log"
     # Where a failing task writes its one-line reason; under the run's folder, which containers see too.
     err_path = str(run_dir / ".modelpress-error.txt")
     Path(err_path).touch()
@@ -170,19 +170,25 @@ def _collect(run_dir: Path, log_path: Path) -> LocalRun:
                     verdicts=json.loads(summary.read_text()) if summary else [], log_path=log_path, run_dir=run_dir)
 
 
+def source_role(recipe: Any) -> str | None:
+    """What the source is to the run when a technique uses it as something else (distill: the teacher)."""
+    return next((f"{t.name} {t.source_role}" for t, _ in recipe.enabled() if t.source_role), None)
+
+
 def preflight(client: Any, recipe: Any) -> Any:
     """The registry entries the recipe names, resolved before any task starts: a missing one is one line now."""
     from modelpress.registry import source as src
 
-    try:
-        ref = src.resolve_source(client, recipe.source)
-    except ModelpressError as exc:
-        if recipe.distill is None:
-            raise
-        raise ModelpressError(f"distill teacher (the recipe's source): {exc.problem}", exc.fix) from None
-    if recipe.distill is not None and recipe.distill.student.model is not None:
+    role = source_role(recipe)
+    wanted = {f"{role} (the recipe's source)" if role else None: recipe.source}
+    for technique, config in recipe.enabled():
+        wanted.update(technique.registry_models(config))
+    refs = {}
+    for what, uri in wanted.items():
         try:
-            src.resolve_source(client, recipe.distill.student.model)
+            refs[what] = src.resolve_source(client, uri)
         except ModelpressError as exc:
-            raise ModelpressError(f"distill student (distill.student.model): {exc.problem}", exc.fix) from None
-    return ref
+            if what is None:
+                raise
+            raise ModelpressError(f"{what}: {exc.problem}", exc.fix) from None
+    return next(iter(refs.values()))

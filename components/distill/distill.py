@@ -185,10 +185,14 @@ class Distill(Technique):
     section = "distill"
     component = "modelpress.components.distill.component:distill"
     cacheable = False  # it logs the MLflow training run the variant links to
+    source_role = "teacher"
     METRICS = METRICS
 
     def needs_labels(self, config: DistillConfig) -> bool:  # type: ignore[override]
         return True
+
+    def registry_models(self, config: DistillConfig) -> dict[str, str]:  # type: ignore[override]
+        return {"distill student (distill.student.model)": config.student.model} if config.student.model else {}
 
     def describe(self, result: Result) -> list[str]:
         m = result.metrics

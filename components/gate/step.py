@@ -4,29 +4,32 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from pydantic import Field
+
+from modelpress.core.config import FrozenConfig
 from modelpress.core.progress import for_target, say
+from modelpress.validators.gates import Gate
+from modelpress.validators.model_checks import ModelChecksConfig
 
 
-class GateConfig:
-    """The gate step's sections: `gates` (None: the task's defaults) and `model_checks`."""
+class GateConfig(FrozenConfig):
+    """The gate step's sections of the recipe."""
 
-    def __init__(self, gates_json: str, model_checks_json: str) -> None:
-        from pydantic import TypeAdapter, ValidationError
+    gates: tuple[Gate, ...] | None = Field(default=None, description="The recipe's gates; None: the task's defaults.")
+    model_checks: ModelChecksConfig = Field(default_factory=ModelChecksConfig, description="The model checks.")
+
+    @classmethod
+    def from_sections(cls, gates_json: str, model_checks_json: str) -> GateConfig:
+        import json
 
         from modelpress.core.config import parse_config
-        from modelpress.errors import ModelpressError
-        from modelpress.validators.gates import Gate
-        from modelpress.validators.model_checks import ModelChecksConfig
 
-        try:
-            self.gates: tuple[Gate, ...] | None = TypeAdapter(tuple[Gate, ...] | None).validate_json(gates_json)
-        except ValidationError as exc:
-            raise ModelpressError(f"gates: {exc.errors()[0]['msg']}", "fix the recipe's gates section") from None
-        self.model_checks = parse_config(ModelChecksConfig, model_checks_json, "model_checks")
+        return parse_config(cls, {"gates": json.loads(gates_json), "model_checks": json.loads(model_checks_json)},
+                            "gate config")
 
-    def active(self, task: str, target: str) -> tuple[Any, ...]:
+    def active(self, task: str, target: str) -> tuple[Gate, ...]:
+        """The gates a candidate for `target` must pass, for the run's task."""
         from modelpress.core.tasks import default_gates
         from modelpress.validators.gates import gates_for
 
@@ -51,7 +54,7 @@ def gate_step(
     from modelpress.validators.model_checks import check_model
 
     for_target(target)
-    config = GateConfig(gates_json, model_checks_json)
+    config = GateConfig.from_sections(gates_json, model_checks_json)
     run = parse_run(run_json)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)

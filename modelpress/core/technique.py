@@ -66,6 +66,7 @@ class Technique(ABC):
     section_required: ClassVar[bool] = False  # always present, with defaults (quantize)
     component: ClassVar[str]  # "module:function" of its KFP component
     cacheable: ClassVar[bool] = True  # False: its step records something a cached result would not
+    source_role: ClassVar[str | None] = None  # what the recipe's source is to it, when not the model itself
     METRICS: ClassVar[tuple[str, ...]] = ()  # gateable as <name>_<metric>
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -97,6 +98,11 @@ class Technique(ABC):
 
     def check_recipe(self, config: FrozenConfig, recipe: Any) -> None:
         """Raise ModelpressError when this config clashes with another section of `recipe`."""
+
+    def registry_models(self, config: FrozenConfig) -> dict[str, str]:
+        """Registry models it reads besides the source (what it is, for messages -> models:/ URI); preflight
+        resolves each before any task starts."""
+        return {}
 
     def describe(self, result: Result) -> list[str]:
         """Progress lines after apply(): what changed, in a person's words."""

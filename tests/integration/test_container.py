@@ -90,7 +90,8 @@ def test_demo_pipeline_runs_inside_the_image(image, server_env, client, tmp_path
     proc = run_cli(["run", "--docker", "--recipe", str(recipe)], env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "one container per step" in proc.stderr
-    log = (tmp_path / "home" / "runs" / "last-run.log").read_text()
+    (log_file,) = (tmp_path / "home" / "runs").glob("run-*/tasks.log")  # each run its own folder and log
+    log = log_file.read_text()
     assert log.count(f"Found image '{image}'") >= 10  # every task ran in the image
     mv = client.get_model_version_by_alias("boxed-digits.cpu-x86-int8", "candidate")
     assert mv.tags["modelpress.chain"] == "export_onnx>quantize"
