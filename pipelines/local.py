@@ -179,16 +179,17 @@ def preflight(client: Any, recipe: Any) -> Any:
     """The registry entries the recipe names, resolved before any task starts: a missing one is one line now."""
     from modelpress.registry import source as src
 
-    role = source_role(recipe)
-    wanted = {f"{role} (the recipe's source)" if role else None: recipe.source}
-    for technique, config in recipe.enabled():
-        wanted.update(technique.registry_models(config))
-    refs = {}
-    for what, uri in wanted.items():
+    def resolve(uri: str, what: str | None) -> Any:
         try:
-            refs[what] = src.resolve_source(client, uri)
+            return src.resolve_source(client, uri)
         except ModelpressError as exc:
             if what is None:
                 raise
             raise ModelpressError(f"{what}: {exc.problem}", exc.fix) from None
-    return next(iter(refs.values()))
+
+    role = source_role(recipe)
+    ref = resolve(recipe.source, f"{role} (the recipe's source)" if role else None)
+    for technique, config in recipe.enabled():
+        for what, uri in technique.registry_models(config).items():
+            resolve(uri, what)
+    return ref

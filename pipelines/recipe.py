@@ -26,13 +26,13 @@ from modelpress.components.evaluate.measure import EvaluateConfig
 from modelpress.core.config import FrozenConfig, parse_config
 from modelpress.core.data_source import DataConfig
 from modelpress.core.hardware import parse_target
-from modelpress.core.tasks import TaskConfig, default_gates
+from modelpress.core.tasks import TaskConfig
 from modelpress.core.technique import Technique, chain, registry_key, techniques
 from modelpress.errors import ModelpressError
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import VariantConfig
 from modelpress.validators.data_checks import DataChecksConfig
-from modelpress.validators.gates import Gate, gates_for
+from modelpress.validators.gates import Gate, active_gates, gates_for
 from modelpress.validators.model_checks import ModelChecksConfig
 
 
@@ -164,7 +164,7 @@ class RecipeBase(FrozenConfig):
 
     def active_gates(self, task: str, target: str | None = None) -> tuple[Gate, ...]:
         """The gates a candidate for `target` (default: the first) must pass, for the run's task."""
-        return gates_for(self.gates if self.gates is not None else default_gates(task), target or self.targets[0])
+        return active_gates(self.gates, task, target or self.targets[0])
 
     def unmeasurable_gates(self) -> dict[str, list[str]]:
         """Per task kind, the gated metrics a run of that task could not measure (resolve refuses those)."""

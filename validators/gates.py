@@ -137,6 +137,13 @@ def gates_for(gates: tuple[Gate, ...], target: str) -> tuple[Gate, ...]:
     return tuple(g for g in gates if g.applies_to(target))
 
 
+def active_gates(gates: tuple[Gate, ...] | None, task: str, target: str) -> tuple[Gate, ...]:
+    """What a candidate for `target` must pass: the recipe's gates, or (None) the task's defaults."""
+    from modelpress.core.tasks import default_gates
+
+    return gates_for(gates if gates is not None else default_gates(task), target)
+
+
 def _describe(gate: Gate) -> str:
     parts = []
     if gate.value is not None:

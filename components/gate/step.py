@@ -9,7 +9,7 @@ from pydantic import Field
 
 from modelpress.core.config import FrozenConfig
 from modelpress.core.progress import for_target, say
-from modelpress.validators.gates import Gate
+from modelpress.validators.gates import Gate, active_gates
 from modelpress.validators.model_checks import ModelChecksConfig
 
 
@@ -27,13 +27,6 @@ class GateConfig(FrozenConfig):
 
         return parse_config(cls, {"gates": json.loads(gates_json), "model_checks": json.loads(model_checks_json)},
                             "gate config")
-
-    def active(self, task: str, target: str) -> tuple[Gate, ...]:
-        """The gates a candidate for `target` must pass, for the run's task."""
-        from modelpress.core.tasks import default_gates
-        from modelpress.validators.gates import gates_for
-
-        return gates_for(self.gates if self.gates is not None else default_gates(task), target)
 
 
 def gate_step(
@@ -58,7 +51,7 @@ def gate_step(
     run = parse_run(run_json)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
-    gates = config.active(evaluation.get("task", "classification"), target)
+    gates = active_gates(config.gates, evaluation.get("task", "classification"), target)
     suite = gate_suite.validate_metrics(gates, candidate, baseline)
     results = gate_suite.combine(check_all(gates, candidate, baseline).results, suite)
     results += check_model(evaluation, config.model_checks)
