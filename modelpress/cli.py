@@ -272,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"registry: {uri}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
     # A missing model or alias fails here; a corrupt file fails in the first tasks, before any compute.
-    ref = preflight(client, recipe)
+    ref = preflight(client, recipe, uri)
     _say(f"{(source_role(recipe) or 'source').split()[-1]}: {recipe.source} -> {ref.version_uri}; "
          f"target{'s' if len(recipe.targets) > 1 else ''}: {', '.join(recipe.targets)}")
     _say(f"running the pipeline with kfp.local (one {'container' if args.docker else 'subprocess'} per step):")

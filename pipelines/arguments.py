@@ -22,7 +22,9 @@ def technique_sections() -> list[str]:
 
 
 def parameter_names() -> list[str]:
-    return [*FIXED, *technique_sections()]
+    from modelpress.core.technique import techniques
+
+    return [*FIXED, *technique_sections(), *(k for t in techniques() for k in t.pipeline_parameters)]
 
 
 def resolve_config(recipe: Any) -> Any:
@@ -39,6 +41,7 @@ def resolve_config(recipe: Any) -> Any:
 def pipeline_arguments(recipe: Any, tracking_uri: str, force: bool = False) -> dict[str, Any]:
     """`force`: build every target even where its variant is registered already."""
     from modelpress.core.run_context import RunContext
+    from modelpress.core.technique import techniques
 
     def section(value: Any) -> str:
         return json.dumps(None if value is None else value.model_dump(mode="json"))
@@ -58,4 +61,5 @@ def pipeline_arguments(recipe: Any, tracking_uri: str, force: bool = False) -> d
         "model_checks": section(recipe.model_checks),
         "variant": section(recipe.variant),
         **{name: section(getattr(recipe, name)) for name in technique_sections()},
+        **{k: v for t in techniques() for k, v in t.parameter_values(t.config_of(recipe)).items()},
     }

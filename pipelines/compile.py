@@ -21,10 +21,9 @@ def components() -> dict:
     from modelpress.components.summarize.component import summarize
     from modelpress.components.validate_data.component import validate_data
     from modelpress.core.technique import techniques
-    from modelpress.pipelines.compress import component_of
 
-    steps = [check_registered, resolve, validate_data, export_onnx, *(component_of(t) for t in techniques()), evaluate, gate,
-             register, summarize]
+    steps = [check_registered, resolve, validate_data, export_onnx, *(c for t in techniques() for c in t.components()),
+             evaluate, gate, register, summarize]
     return {c.name: c for c in steps}
 
 

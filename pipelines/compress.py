@@ -10,17 +10,11 @@ for the techniques registered when it is called.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 PIPELINE_NAME = "modelpress-compress"
-TYPES = {"targets": list, "force": bool}  # every other parameter is a JSON string
-
-
-def component_of(technique: Any) -> Any:
-    module, _, name = technique.component.partition(":")
-    return getattr(importlib.import_module(module), name)
+TYPES = {"targets": list, "force": bool}  # and the techniques' own; every other parameter is a JSON string
 
 
 def _steps(p: dict[str, Any]) -> None:
@@ -60,15 +54,11 @@ def _build(p: dict[str, Any], check: Any) -> None:
     # Target-independent: each runs once, whatever the number of targets.
     model = src.outputs["source_model"]
     for technique in techniques():
-        if technique.per_target:
-            continue
-        step = component_of(technique)(config=p[technique.section], run=p["run"], tracking_uri=p["tracking_uri"],
-                                       model=model, dataset=dataset)
-        step.set_caching_options(technique.cacheable)
-        model = step.outputs["out_model"]
+        if not technique.per_target:
+            model = technique.pipeline_steps(p, model, dataset, source)
     # Per target still to build: its own QAT, quantization, measurement, gates and variant. A target
     # whose gates fail registers nothing and does not stop the others.
-    qat, quantize = component_of(get_technique("qat")), component_of(get_technique("quantize"))
+    qat, quantize = get_technique("qat").components()[0], get_technique("quantize").components()[0]
     with dsl.ParallelFor(items=check.outputs["todo"], name="targets") as target:
         prep = qat(config=p["quantize"], target=target, model=model, baseline=baseline.outputs["onnx_model"],
                    dataset=dataset)
@@ -95,11 +85,13 @@ def build_pipeline(recipe: Any = None) -> Any:
     """The pipeline for the registered techniques; `recipe` (default: the defaults) gives its parameters' defaults."""
     from kfp import dsl
 
+    from modelpress.core.technique import techniques
     from modelpress.pipelines.arguments import parameter_names, pipeline_arguments
     from modelpress.pipelines.recipe import recipe_model
 
     defaults = pipeline_arguments(recipe if recipe is not None else recipe_model()(), tracking_uri="")
     names = parameter_names()
+    types = {**TYPES, **{k: v for t in techniques() for k, v in t.pipeline_parameters.items()}}
 
     def compress(*args: Any) -> None:
         _steps(dict(zip(names, args, strict=True)))
@@ -108,7 +100,7 @@ def build_pipeline(recipe: Any = None) -> Any:
     compress.__signature__ = inspect.Signature(
         [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                            default=inspect.Parameter.empty if n == "tracking_uri" else defaults[n],
-                           annotation=TYPES.get(n, str)) for n in names],
+                           annotation=types.get(n, str)) for n in names],
     )
     return dsl.pipeline(
         name=PIPELINE_NAME,

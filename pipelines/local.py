@@ -175,8 +175,9 @@ def source_role(recipe: Any) -> str | None:
     return next((f"{t.name} {t.source_role}" for t, _ in recipe.enabled() if t.source_role), None)
 
 
-def preflight(client: Any, recipe: Any) -> Any:
-    """The registry entries the recipe names, resolved before any task starts: a missing one is one line now."""
+def preflight(client: Any, recipe: Any, tracking_uri: str) -> Any:
+    """The registry entries the recipe names, resolved before any task starts: a missing one is one line now;
+    so is anything else a technique needs to reach (`Technique.preflight`)."""
     from modelpress.registry import source as src
 
     def resolve(uri: str, what: str | None) -> Any:
@@ -192,4 +193,5 @@ def preflight(client: Any, recipe: Any) -> Any:
     for technique, config in recipe.enabled():
         for what, uri in technique.registry_models(config).items():
             resolve(uri, what)
+        technique.preflight(config, tracking_uri)
     return ref

@@ -185,6 +185,14 @@ def log_variant_run(client: MlflowClient, model_dir: Path, target: HardwareTarge
     return run.info.run_id, info
 
 
+def technique_tags(notes: dict[str, Any]) -> dict[str, str]:
+    """Each technique's own searchable tags, from the notes it left (e.g. modelpress.nas.trial)."""
+    from modelpress.core.technique import get_technique, known_techniques
+
+    return {k: v for name in known_techniques() if isinstance(notes.get(name), dict)
+            for k, v in get_technique(name).variant_tags(notes[name]).items()}
+
+
 def register_variant(
     client: MlflowClient,
     *,
@@ -230,6 +238,7 @@ def register_variant(
             T.PIPELINE_RUN: pipeline_run_id,
             **T.metric_tags(metrics),
             **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
+            **technique_tags(notes or {}),
         }
         if dataset := source.tags.get(T.DATASET):
             version_tags[T.DATASET] = dataset

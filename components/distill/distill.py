@@ -174,6 +174,17 @@ def distill(
     return student, spec, metrics, {**notes, "history": list(result.history)}
 
 
+def with_searched_student(config: DistillConfig, model_dir: Path) -> DistillConfig:
+    """`student: {nas: true}` made concrete: the architecture the nas step noted on the model it passed on."""
+    from modelpress.components.distill.settings import StudentConfig
+
+    chosen = artifacts.read_notes(model_dir).get("nas", {}).get("architecture")
+    if chosen is None:
+        raise ModelpressError("distill.student.nas: the model carries no architecture from a nas step",
+                              "run distill after the nas step (the pipeline does), or give the student another way")
+    return config.model_copy(update={"student": StudentConfig(architecture=chosen)})
+
+
 class Distill(Technique):
     """Knowledge distillation from the source model (the teacher) into a configured student."""
 
@@ -190,6 +201,11 @@ class Distill(Technique):
 
     def needs_labels(self, config: DistillConfig) -> bool:  # type: ignore[override]
         return True
+
+    def check_recipe(self, config: DistillConfig, recipe: Any) -> None:  # type: ignore[override]
+        if config.student.nas and getattr(recipe, "nas", None) is None:
+            raise ModelpressError("distill.student.nas: true trains the architecture a nas step chose, and the "
+                                  "recipe has no nas section: add one, or give the student another way")
 
     def registry_models(self, config: DistillConfig) -> dict[str, str]:  # type: ignore[override]
         return {"distill student (distill.student.model)": config.student.model} if config.student.model else {}
@@ -211,6 +227,8 @@ class Distill(Technique):
         """`student_dir`: the fetched `student.model` (a torch model folder), when the config names one."""
         if data is None or len(data.x_train) == 0 or len(data.x_val) == 0:
             raise ModelpressError("distill needs training and validation data, and has none")
+        if config.student.nas:
+            config = with_searched_student(config, Path(model_dir))
         teacher = Teacher(Path(model_dir))
         given = None
         if config.student.model is not None:

@@ -2,7 +2,8 @@
 
     distill:
       student: {family: digits-cnn, width: 0.45}   # or {architecture: {...}}, {model: models:/small@champion},
-                                                    # or {narrow: 0.5}: the source with half its channels
+                                                    # {narrow: 0.5}: the source with half its channels,
+                                                    # or {nas: true}: the architecture the nas step chose
       temperature: 4
       alpha: 0.9
       hints:                                        # optional feature distillation
@@ -57,13 +58,16 @@ class StudentConfig(FrozenConfig):
         default=None, gt=0.0, lt=1.0, description="The source itself with this fraction of its channels removed "
         "by structured pruning (smallest first), then trained against the full source; needs a torch source.",
     )
+    nas: Literal[True] | None = Field(
+        default=None, description="true: the architecture the recipe's nas step chose (needs a nas section).",
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> StudentConfig:
-        given = [k for k in ("family", "architecture", "model", "narrow") if getattr(self, k) is not None]
+        given = [k for k in ("family", "architecture", "model", "narrow", "nas") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give the student one of `family` (with width/depth), `architecture`, `model` "
-                             f"(a registered torch model) or `narrow` (a ratio); got {given or 'none'}")
+                             f"(a registered torch model), `narrow` (a ratio) or `nas: true`; got {given or 'none'}")
         if self.model is not None:
             try:
                 parse_model_uri(self.model)

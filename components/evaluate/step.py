@@ -37,6 +37,7 @@ def evaluate_step(config_json: str, target: str, candidate: Path, source: Path, 
     evaluation["checks"] = {"onnx_checker": onnx_checker(artifacts.onnx_file(Path(candidate)))}
     notes = read_notes(Path(candidate))
     evaluation["chain"] = chain_of(notes)
+    evaluation["notes"] = notes  # the verdict carries them to the run's report (Technique.report_section)
     # What earlier techniques measured (params, MACs, the compressed file) is gateable too.
     evaluation["technique"] = {
         f"{name}_{k}": v

@@ -153,8 +153,9 @@ def _fmt(p: Point) -> list[str]:
             _size(p.size_bytes), passed]
 
 
-def render_report(points: list[Point], out_html: Path, title: str) -> Path:
-    """One HTML file with everything inline: a figure per target and a table of every point."""
+def render_report(points: list[Point], out_html: Path, title: str, sections: list[str] | None = None) -> Path:
+    """One HTML file with everything inline: a figure per target, a table of every point, then `sections`
+    (HTML fragments the techniques add, such as the architecture search's front)."""
     e = html.escape
     front = {id(p) for p in pareto_front(points)}
     parts = [f"<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>",
@@ -178,7 +179,9 @@ def render_report(points: list[Point], out_html: Path, title: str) -> Path:
         cells = [*_fmt(p), "yes" if id(p) in front else "no"]
         row_class = ' class="failed"' if p.passed is False else ""
         parts.append(f"<tr{row_class}>" + "".join(f"<td>{e(c)}</td>" for c in cells) + "</tr>")
-    parts.append("</table></body></html>\n")
+    parts.append("</table>")
+    parts += sections or []
+    parts.append("</body></html>\n")
     out_html = Path(out_html)
     out_html.write_text("\n".join(parts), encoding="utf-8")
     return out_html

@@ -31,11 +31,20 @@ def summarize_step(
     ref = json.loads(Path(source_ref).read_text()) if source_ref else None
     name = ref["name"] if ref else None
     title = f"{name} v{ref['version']}: variants per target" if ref else "Variants per target"
-    render_report(points_from_verdicts(rows, name), Path(report_out), title)
+    render_report(points_from_verdicts(rows, name), Path(report_out), title, technique_sections(rows))
     say(f"report: quality, latency and size per target, Pareto front marked ({REPORT_NAME})")
     if ref and run_json and tracking_uri:
         _attach(rows, ref, run_json, tracking_uri, Path(report_out))
     return rows
+
+
+def technique_sections(rows: list[dict[str, Any]]) -> list[str]:
+    """What the techniques that ran add to the report (e.g. the NAS front), once: they ran once for all targets."""
+    from modelpress.core.technique import get_technique, known_techniques
+
+    notes = next((r["evaluation"].get("notes", {}) for r in rows), {})
+    return [html for name in known_techniques() if isinstance(notes.get(name), dict)
+            and (html := get_technique(name).report_section(notes[name]))]
 
 
 def _attach(rows: list[dict[str, Any]], ref: dict[str, Any], run_json: str, tracking_uri: str, report: Path) -> None:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 # name -> module that defines it, in pipeline order.
 _MODULES: dict[str, str] = {
+    "nas": "modelpress.components.nas.nas",
     "distill": "modelpress.components.distill.distill",
     "prune": "modelpress.components.prune.prune",
     "deep_compress": "modelpress.components.deep_compress.deep_compress",
@@ -65,9 +66,12 @@ class Technique(ABC):
     section: ClassVar[str | None] = None
     section_required: ClassVar[bool] = False  # always present, with defaults (quantize)
     component: ClassVar[str]  # "module:function" of its KFP component
+    extra_components: ClassVar[tuple[str, ...]] = ()  # more of its components, when it is several tasks
     cacheable: ClassVar[bool] = True  # False: its step records something a cached result would not
     source_role: ClassVar[str | None] = None  # what the recipe's source is to it, when not the model itself
     METRICS: ClassVar[tuple[str, ...]] = ()  # gateable as <name>_<metric>
+    # Pipeline parameters it needs besides its section (name -> type), valued by `parameter_values`.
+    pipeline_parameters: ClassVar[dict[str, type]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -103,6 +107,41 @@ class Technique(ABC):
         """Registry models it reads besides the source (what it is, for messages -> models:/ URI); preflight
         resolves each before any task starts."""
         return {}
+
+    def preflight(self, config: FrozenConfig, tracking_uri: str) -> None:
+        """Raise ModelpressError if something the technique reaches outside the registry is down (local runs
+        check this before any task starts)."""
+
+    def parameter_values(self, config: FrozenConfig | None) -> dict[str, Any]:
+        """Values of `pipeline_parameters` for a recipe whose section is `config` (None: off)."""
+        return {}
+
+    def variant_tags(self, note: dict[str, Any]) -> dict[str, str]:
+        """Searchable tags for the variant, from the notes this technique left (besides modelpress.note.<name>)."""
+        return {}
+
+    def report_section(self, note: dict[str, Any]) -> str | None:
+        """An HTML fragment for the run's report, from the notes this technique left (None: nothing to show)."""
+        return None
+
+    def pipeline_steps(self, p: dict[str, Any], model: Any, dataset: Any, source: Any) -> Any:
+        """Add this target-independent technique's tasks to the pipeline being built; returns its model output.
+
+        `p` holds the pipeline's parameters, `source` the pinned source. One component by default;
+        a technique that fans out (nas) adds several.
+        """
+        step = self.components()[0](
+            config=p[self.section], run=p["run"], tracking_uri=p["tracking_uri"], model=model, dataset=dataset)
+        step.set_caching_options(self.cacheable)
+        return step.outputs["out_model"]
+
+    def components(self) -> list[Any]:
+        """Its KFP components (the `@dsl.component` functions), `component` first; imports kfp."""
+        out = []
+        for spec in (self.component, *self.extra_components):
+            module, _, fn = spec.partition(":")
+            out.append(getattr(importlib.import_module(module), fn))
+        return out
 
     def describe(self, result: Result) -> list[str]:
         """Progress lines after apply(): what changed, in a person's words."""

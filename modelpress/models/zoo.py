@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from modelpress.core.config import FrozenConfig
 
 if TYPE_CHECKING:
     import torch
+
+
+Activation = Literal["relu", "hardswish", "gelu", "silu"]
 
 
 class DigitsCNNSpec(FrozenConfig):
@@ -26,10 +29,27 @@ class DigitsCNNSpec(FrozenConfig):
     kernel_size: Literal[3, 5] = Field(
         default=3, description="Conv kernel side (padding keeps the 8x8 grid); 5 is LeNet-5's."
     )
+    kernels: tuple[Literal[3, 5], ...] | None = Field(
+        default=None, max_length=3, description="Kernel side per conv block; None: `kernel_size` for every block."
+    )
+    activation: Activation = Field(default="relu", description="Activation after each conv and the hidden layer.")
+    residual: bool = Field(
+        default=False, description="Each block adds a second conv whose input skips over it (x + conv(x))."
+    )
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
     batchnorm: bool = Field(
         default=True, description="BatchNorm after each conv; False once folded into the conv (deep compression)."
     )
+
+    @model_validator(mode="after")
+    def _kernels(self) -> DigitsCNNSpec:
+        if self.kernels is not None and len(self.kernels) != len(self.channels):
+            raise ValueError(f"kernels {list(self.kernels)} must give one side per conv block "
+                             f"({len(self.channels)})")
+        return self
+
+    def kernel(self, block: int) -> int:
+        return self.kernels[block] if self.kernels is not None else self.kernel_size
 
 
 class MLPSpec(FrozenConfig):
@@ -39,6 +59,7 @@ class MLPSpec(FrozenConfig):
         default=(300, 100), max_length=8, description="Hidden layer widths."
     )
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
+    activation: Activation = Field(default="relu", description="Activation after each hidden layer.")
 
 
 ArchSpec = Annotated[DigitsCNNSpec | MLPSpec, Field(discriminator="family")]
@@ -51,10 +72,25 @@ PRESETS: dict[str, DigitsCNNSpec | MLPSpec] = {
 }
 
 
+def _activation(name: str) -> torch.nn.Module:
+    from torch import nn
+
+    return {"relu": nn.ReLU, "hardswish": nn.Hardswish, "gelu": nn.GELU, "silu": nn.SiLU}[name]()
+
+
+def _conv_unit(c_in: int, c_out: int, k: int, spec: DigitsCNNSpec) -> list[torch.nn.Module]:
+    from torch import nn
+
+    norm = [nn.BatchNorm2d(c_out)] if spec.batchnorm else []
+    return [nn.Conv2d(c_in, c_out, k, padding=k // 2), *norm, _activation(spec.activation)]
+
+
 def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch.nn.Module:
     """Build the module; with `seed`, its initial weights are reproducible."""
     import torch
     import torch.nn as nn
+
+    from modelpress.models.blocks import Residual
 
     if seed is not None:
         torch.manual_seed(seed)
@@ -63,8 +99,10 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers: list[nn.Module] = []
         c_in, side = 1, 8
         for i, c_out in enumerate(spec.channels):
-            layers += [nn.Conv2d(c_in, c_out, spec.kernel_size, padding=spec.kernel_size // 2)]
-            layers += [nn.BatchNorm2d(c_out), nn.ReLU()] if spec.batchnorm else [nn.ReLU()]
+            k = spec.kernel(i)
+            layers += _conv_unit(c_in, c_out, k, spec)
+            if spec.residual:
+                layers.append(Residual(nn.Sequential(*_conv_unit(c_out, c_out, k, spec))))
             if i < 2:  # 8x8 -> 4x4 -> 2x2; a third block keeps 2x2
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
@@ -72,7 +110,7 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers += [
             nn.Flatten(),
             nn.Linear(c_in * side * side, spec.hidden),
-            nn.ReLU(),
+            _activation(spec.activation),
             nn.Linear(spec.hidden, spec.num_classes),
         ]
         return nn.Sequential(*layers)
@@ -80,7 +118,7 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
         layers = [nn.Flatten()]
         width = spec.in_features
         for h in spec.hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
+            layers += [nn.Linear(width, h), _activation(spec.activation)]
             width = h
         layers.append(nn.Linear(width, spec.num_classes))
         return nn.Sequential(*layers)
@@ -117,6 +155,8 @@ def spec_of(spec: DigitsCNNSpec | MLPSpec, module: torch.nn.Module) -> DigitsCNN
     convs = [m.out_channels for m in module.modules() if isinstance(m, nn.Conv2d)]
     linears = [m.out_features for m in module.modules() if isinstance(m, nn.Linear)]
     if isinstance(spec, DigitsCNNSpec):
+        if spec.residual:  # each block: its conv, then the residual conv (same width)
+            convs = convs[::2]
         widths = {"channels": tuple(convs), "hidden": linears[0],
                   "batchnorm": any(isinstance(m, nn.BatchNorm2d) for m in module.modules())}
     else:

@@ -9,7 +9,7 @@ from modelpress.components.image import IMAGE
 from modelpress.pipelines.arguments import parameter_names
 from modelpress.pipelines.compile import compile_all, compile_pipeline
 
-STEPS = ["check-registered", "resolve", "validate-data", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
+STEPS = ["check-registered", "resolve", "validate-data", "nas-worker", "nas-select", "distill", "prune", "deep-compress", "qat", "export-onnx", "quantize", "evaluate",
          "gate", "register", "summarize"]
 PER_TARGET = ("qat", "quantize", "evaluate", "gate")
 
@@ -19,9 +19,21 @@ def _work(spec: dict) -> dict:
     return spec["components"]["comp-condition-1"]["dag"]["tasks"]
 
 
+def _loop(spec: dict, holding: str) -> str:
+    """The name of the ParallelFor whose body holds the task `holding` (kfp numbers loops as it meets them)."""
+    (name,) = [k for k, v in _work(spec).items() if k.startswith("for-loop-")
+               and holding in spec["components"][v["componentRef"]["name"]]["dag"]["tasks"]]
+    return name
+
+
+def _targets_loop(spec: dict) -> str:
+    return _loop(spec, "quantize")
+
+
 def _tasks(spec: dict) -> dict:
     """Every task of the pipeline, the per-target ones (inside the ParallelFor) included."""
-    return {**spec["root"]["dag"]["tasks"], **_work(spec), **spec["components"]["comp-for-loop-2"]["dag"]["tasks"]}
+    return {**spec["root"]["dag"]["tasks"], **_work(spec),
+            **spec["components"][f"comp-{_targets_loop(spec)}"]["dag"]["tasks"]}
 
 
 def test_pipeline_compiles_and_loads_back(tmp_path: Path):
@@ -72,16 +84,17 @@ def test_targets_fan_out_and_the_verdicts_fan_in(tmp_path: Path):
     recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-cpu-targets.yaml")
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
     root = _work(spec)
+    loop = _targets_loop(spec)
     # The loop runs over the targets still to build, which the first task lists.
-    assert root["for-loop-2"]["parameterIterator"]["items"] == {
+    assert root[loop]["parameterIterator"]["items"] == {
         "inputParameter": "pipelinechannel--check-registered-todo"}
     assert spec["root"]["inputDefinitions"]["parameters"]["targets"]["defaultValue"] == [
         "cpu-x86-int8", "cpu-arm64-int8", "cpu-x86-fp32"]
     # Target-independent steps run once, outside the loop; the per-target ones inside it.
     assert {"resolve", "validate-data", "prune", "distill", "deep-compress", "export-onnx"} <= set(root)
-    assert set(PER_TARGET) <= set(spec["components"]["comp-for-loop-2"]["dag"]["tasks"])
+    assert set(PER_TARGET) <= set(spec["components"][f"comp-{loop}"]["dag"]["tasks"])
     assert root["summarize"]["inputs"]["artifacts"]["verdicts"]["taskOutputArtifact"] == {
-        "outputArtifactKey": "pipelinechannel--gate-verdict", "producerTask": "for-loop-2"}
+        "outputArtifactKey": "pipelinechannel--gate-verdict", "producerTask": loop}
 
 
 def test_an_unchanged_source_is_skipped_inside_the_pipeline(tmp_path: Path):
@@ -102,9 +115,10 @@ def test_an_unchanged_source_is_skipped_inside_the_pipeline(tmp_path: Path):
 
 def test_register_runs_only_when_gates_pass(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
-    cond = _tasks(spec)["condition-3"]
-    assert "gate-Output" in cond["triggerPolicy"]["condition"]
-    assert "register" in spec["components"]["comp-condition-3"]["dag"]["tasks"]
+    loop = spec["components"][f"comp-{_targets_loop(spec)}"]["dag"]["tasks"]
+    (name,) = [k for k in loop if k.startswith("condition-")]
+    assert "gate-Output" in loop[name]["triggerPolicy"]["condition"]
+    assert "register" in spec["components"][f"comp-{name}"]["dag"]["tasks"]
 
 
 def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
@@ -117,9 +131,9 @@ def test_caching_off_where_results_must_be_fresh(tmp_path: Path):
 def test_every_compression_step_waits_for_the_data_checks(tmp_path: Path):
     spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml").read_text())
     tasks = _work(spec)
-    for name in ("distill", "prune", "deep-compress", "export-onnx", "for-loop-2"):
+    for name in ("nas-select", "distill", "prune", "deep-compress", "export-onnx", _targets_loop(spec)):
         assert "validate-data" in tasks[name].get("dependentTasks", []), name
-    loop = spec["components"]["comp-for-loop-2"]
+    loop = spec["components"][f"comp-{_targets_loop(spec)}"]
     assert loop["inputDefinitions"]["artifacts"]["pipelinechannel--validate-data-validated"]
     assert tasks["prune"]["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "validated", "producerTask": "validate-data"}
@@ -142,3 +156,24 @@ def test_compile_all_writes_every_component(tmp_path: Path):
     written = compile_all(tmp_path)
     names = {p.stem for p in written}
     assert {"compress", *STEPS} <= names
+
+
+def test_nas_workers_fan_out_with_parallel_for_and_select_waits_for_all(tmp_path: Path):
+    from modelpress.pipelines.recipe import load_recipe
+
+    recipe = load_recipe(Path(__file__).parents[2] / "recipes" / "digits-nas-int8.yaml")
+    spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", recipe).read_text())
+    work, loop = _work(spec), _loop(spec, "nas-worker")
+    # One worker task per item of the `nas_workers` parameter: the recipe's worker count.
+    assert work[loop]["parameterIterator"]["items"] == {"inputParameter": "pipelinechannel--nas_workers"}
+    assert spec["root"]["inputDefinitions"]["parameters"]["nas_workers"]["defaultValue"] == [0, 1]
+    worker = spec["components"][f"comp-{loop}"]["dag"]["tasks"]["nas-worker"]
+    assert worker["cachingOptions"] == {}  # the study is the state: a cached worker would do nothing
+    assert worker["inputs"]["artifacts"]["source"]["componentInputArtifact"] == "pipelinechannel--check-registered-source"
+    # Select runs once every worker is done; distill trains what it chose; then the targets' loop.
+    assert loop in work["nas-select"]["dependentTasks"]
+    assert work["distill"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"] == {
+        "outputArtifactKey": "out_model", "producerTask": "nas-select"}
+    # Without a nas section, the list is empty: no worker runs and select passes the model through.
+    plain = yaml.safe_load(compile_pipeline(tmp_path / "plain.yaml").read_text())
+    assert plain["root"]["inputDefinitions"]["parameters"]["nas_workers"]["defaultValue"] == []
