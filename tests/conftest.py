@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
 def free_port() -> int:
@@ -60,6 +61,28 @@ def running_mlflow_server(backend_uri: str, root: Path, workers: int = 1) -> Ite
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def fresh_postgres_database(prefix: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database on 127.0.0.1:5432 (trust auth); its URL; dropped afterwards."""
+    import uuid
+
+    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2-binary (the test extra) is needed for PostgreSQL")
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
+    except psycopg2.OperationalError as exc:
+        pytest.fail(f"PostgreSQL is not reachable at {PG} ({exc}); .ci/run starts it")
+    db = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {db}")
+    try:
+        yield f"{PG}/{db}"
+    finally:
+        with conn.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -107,9 +107,10 @@ class Nas(Technique):
         out_dir: Path,
         quantize: Any = None,
         batch_size: int = 64,
-        gates: tuple = (),
+        extra_constraints: tuple = (),
     ) -> Result:
-        """The whole search in this process, on an in-memory study (one worker)."""
+        """The whole search in this process, on an in-memory study (one worker). `quantize`: the quantize
+        section a quantizing target applies (default: its defaults); `extra_constraints`: besides the config's."""
         import optuna
 
         from modelpress.components.distill.teacher import Teacher
@@ -126,7 +127,7 @@ class Nas(Technique):
         tgt = target or parse_target(config.target or "cpu-x86-fp32")
         ctx = search.TrialContext(
             teacher=teacher, data=data, config=config, target=tgt, batch_size=config.batch_size or batch_size,
-            quantize=quantize or get_technique("quantize").Config(), constraints=(*config.constraints, *gates),
+            quantize=quantize or get_technique("quantize").Config(), constraints=(*config.constraints, *extra_constraints),
             input_shape=shape, num_classes=search.num_classes_of(teacher, shape))
         study = search.open_study(optuna.storages.InMemoryStorage(), "in-process", config)
         with search.with_reference(study, ctx) as timed:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port, run_cli, running_mlflow_server
+from tests.conftest import REPO, free_port, fresh_postgres_database, run_cli, running_mlflow_server
 
 pytestmark = pytest.mark.integration
 
-PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 TARGETS = ("cpu-x86-int8", "cpu-arm64-int8")
 HASHES = ("aaaa000000000001", "bbbb000000000002")
 CLIENTS = 8  # every (target, config) pair twice: version numbering and idempotency race at once
@@ -94,25 +93,11 @@ def _check_store(client, source_name: str, results: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def pg_server(tmp_path_factory):
     """`mlflow server` on a fresh PostgreSQL database, its schema created once before any client."""
-    psycopg2 = pytest.importorskip("psycopg2", reason="psycopg2-binary (the test extra) is needed for PostgreSQL")
-    try:
-        conn = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=5)
-    except psycopg2.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG} ({exc}); .ci/run starts it")
-    db = f"modelpress_{uuid.uuid4().hex[:12]}"
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {db}")
-    backend = f"{PG}/{db}"
-    subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], check=True, capture_output=True)
-    root = tmp_path_factory.mktemp("pg-server")
-    try:
+    with fresh_postgres_database("modelpress") as backend:
+        subprocess.run([sys.executable, "-m", "mlflow", "db", "upgrade", backend], check=True, capture_output=True)
+        root = tmp_path_factory.mktemp("pg-server")
         with running_mlflow_server(backend, root, workers=4) as uri:
             yield uri
-    finally:
-        with conn.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
-        conn.close()
 
 
 def test_concurrent_registration_on_postgresql(pg_server, variant_model, tmp_path):
