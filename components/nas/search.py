@@ -66,6 +66,8 @@ def open_storage(url: str, config: NasConfig) -> Any:
     import sqlalchemy.exc
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    _quiet_experimental()
+
     given, url = url, _with_driver(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +95,15 @@ def open_storage(url: str, config: NasConfig) -> Any:
                                   "start that database, or point nas.storage at one that is up") from None
     raise ModelpressError(f"NAS study storage {redact(given)}: could not create its tables ({last})",
                           "run again; if it persists, create the study once by hand with optuna create-study")
+
+
+def _quiet_experimental() -> None:
+    """Heartbeats are what keeps a killed worker from losing the study; Optuna still calls them experimental."""
+    import warnings
+
+    from optuna.exceptions import ExperimentalWarning
+
+    warnings.filterwarnings("ignore", category=ExperimentalWarning)
 
 
 def _with_driver(url: str) -> str:
@@ -269,14 +280,11 @@ def counts(study: optuna.Study) -> dict[str, int]:
 def run_worker(study: optuna.Study, ctx: TrialContext, worker: int = 0, say: Callable[[str], None] = _say,
                max_failures: int | None = None) -> dict[str, int]:
     """Pull trials until the study holds `ctx.config.trials` completed ones; returns the state counts."""
-    import warnings
-
     import optuna
     from optuna.storages import fail_stale_trials
     from optuna.storages._heartbeat import get_heartbeat_thread
 
-    # Heartbeats are what keeps a killed worker from losing the study; Optuna still calls them experimental.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _quiet_experimental()
 
     budget = ctx.config.trials
     limit = max_failures if max_failures is not None else max(3, budget)
