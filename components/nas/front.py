@@ -67,6 +67,27 @@ def choose(pts: list[TrialPoint], rule: str) -> TrialPoint:
     return min(front, key=RULES[rule])
 
 
+def summary(study: Any, study_name: str, config: Any, pts: list[TrialPoint], chosen: TrialPoint, storage: str) -> Any:
+    """The metrics and notes (a technique Result, model folder unset) of a finished search; `storage` as shown."""
+    from modelpress.components.nas import search
+    from modelpress.core.technique import Result
+
+    n = search.counts(study)
+    on_front = pareto_front(pts)
+    teacher_ms = study.user_attrs.get(search.LATENCY_KEY + search.TEACHER_LATENCY)
+    metrics = {"trials_complete": float(n.get("COMPLETE", 0)), "trials_failed": float(n.get("FAIL", 0)),
+               "trials_feasible": float(sum(p.feasible for p in pts)), "front_size": float(len(on_front)),
+               "chosen_trial": float(chosen.number), "chosen_accuracy": chosen.accuracy,
+               "chosen_latency_ms": chosen.latency_ms, "chosen_params": chosen.params,
+               **({"teacher_latency_ms": float(teacher_ms)} if teacher_ms is not None else {})}
+    notes = {"study": study_name, "storage": storage, "sampler": config.sampler, "rule": config.select,
+             "trial": chosen.number, "architecture": chosen.architecture,
+             "retried": sorted({p.retry_of for p in pts if p.retry_of is not None}),
+             "front": [{"trial": p.number, "accuracy": round(p.accuracy, 5), "latency_ms": round(p.latency_ms, 5),
+                        "params": p.params} for p in [*on_front[:20], *([] if chosen in on_front[:20] else [chosen])]]}
+    return Result(model_dir=Path("."), metrics=metrics, notes=notes)
+
+
 def plot_png(pts: list[TrialPoint], chosen: TrialPoint) -> bytes:
     """Latency against accuracy, marker area by parameters; the front joined, the chosen trial ringed."""
     import matplotlib

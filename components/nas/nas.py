@@ -115,7 +115,6 @@ class Nas(Technique):
 
         from modelpress.components.distill.teacher import Teacher
         from modelpress.components.nas import front, search
-        from modelpress.components.nas.step import summary_result
         from modelpress.core.hardware import parse_target
         from modelpress.core.technique import get_technique
 
@@ -134,6 +133,6 @@ class Nas(Technique):
             search.run_worker(study, timed)
         pts = front.points(study)
         chosen = front.choose(pts, config.select)
-        result = summary_result(study, "in-process", config, pts, chosen, "memory")
+        result = front.summary(study, "in-process", config, pts, chosen, "memory")
         shutil.copytree(model_dir, out_dir, dirs_exist_ok=True)
         return Result(model_dir=out_dir, metrics=result.metrics, notes=result.notes)

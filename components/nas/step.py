@@ -126,7 +126,7 @@ def select_step(config_json: str, run_json: str, tracking_uri: str, source_path:
             "stopped early)", "run the pipeline again: the study resumes where it stopped")
     pts = front.points(study)
     chosen = front.choose(pts, config.select)
-    result = summary_result(study, study_name, config, pts, chosen, url)
+    result = front.summary(study, study_name, config, pts, chosen, search.redact(url))
     html = front.report_html(pts, chosen, f"NAS study {study_name}")
     client = connect(tracking_uri)
     failed = [{"number": t.number, "state": t.state.name, "error": t.user_attrs.get("error", "worker stopped")}
@@ -138,24 +138,3 @@ def select_step(config_json: str, run_json: str, tracking_uri: str, source_path:
     result = Result(model_dir=Path(model_out), metrics=result.metrics, notes={**result.notes, "mlflow_run_id": parent})
     say(f"nas: search logged to MLflow as run {parent} ({len(pts)} child runs)")
     return record("nas", model_in, model_out, result)
-
-
-def summary_result(study: Any, study_name: str, config: NasConfig, pts: list, chosen: Any, url: str) -> Any:
-    """The metrics and notes of a finished search."""
-    from modelpress.components.nas import front, search
-    from modelpress.core.technique import Result
-
-    n = search.counts(study)
-    on_front = front.pareto_front(pts)
-    teacher_ms = study.user_attrs.get(search.LATENCY_KEY + search.TEACHER_LATENCY)
-    metrics = {"trials_complete": float(n.get("COMPLETE", 0)), "trials_failed": float(n.get("FAIL", 0)),
-               "trials_feasible": float(sum(p.feasible for p in pts)), "front_size": float(len(on_front)),
-               "chosen_trial": float(chosen.number), "chosen_accuracy": chosen.accuracy,
-               "chosen_latency_ms": chosen.latency_ms, "chosen_params": chosen.params,
-               **({"teacher_latency_ms": float(teacher_ms)} if teacher_ms is not None else {})}
-    notes = {"study": study_name, "storage": search.redact(url), "sampler": config.sampler, "rule": config.select,
-             "trial": chosen.number, "architecture": chosen.architecture,
-             "retried": sorted({p.retry_of for p in pts if p.retry_of is not None}),
-             "front": [{"trial": p.number, "accuracy": round(p.accuracy, 5), "latency_ms": round(p.latency_ms, 5),
-                        "params": p.params} for p in [*on_front[:20], *([] if chosen in on_front[:20] else [chosen])]]}
-    return Result(model_dir=Path("."), metrics=metrics, notes=notes)
