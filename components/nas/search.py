@@ -217,14 +217,14 @@ def time_side_by_side(paths: list[Path], ctx: TrialContext, runs: int | None = N
     return best
 
 
-def cached_latency(study: optuna.Study, key: str, measure: Callable[[], float]) -> tuple[float, bool]:
-    """(latency, was cached): measured once per architecture for the whole study."""
+def cached_latency(study: optuna.Study, key: str, measure: Callable[[], float]) -> float:
+    """Measured once per architecture for the whole study."""
     attrs = study.user_attrs
     if LATENCY_KEY + key in attrs:
-        return float(attrs[LATENCY_KEY + key]), True
+        return float(attrs[LATENCY_KEY + key])
     value = measure()
     study.set_user_attr(LATENCY_KEY + key, value)
-    return value, False
+    return value
 
 
 def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext,
@@ -240,7 +240,7 @@ def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext,
     seen = study.user_attrs.get(RESULT_KEY + key)
     if seen is not None:  # an architecture the sampler proposed again: same seed, same training, same result
         accuracy, params, val_loss = seen
-        latency, _ = cached_latency(study, key, lambda: math.nan)
+        latency = cached_latency(study, key, lambda: math.nan)
         trial.set_user_attr("repeat", True)
     else:
         cfg = DistillConfig(student={"architecture": spec}, temperature=ctx.config.temperature,
@@ -249,7 +249,7 @@ def evaluate_trial(study: optuna.Study, trial: optuna.Trial, ctx: TrialContext,
         accuracy, params = metrics["val_accuracy"], metrics["student_params"]
         # 180 validation images tie often: the kept epoch's validation loss tells tied trials apart.
         val_loss = float(notes["history"][int(metrics["best_epoch"]) - 1]["val_loss"])
-        latency, _ = cached_latency(study, key, lambda: measure_latency(student, spec, ctx))
+        latency = cached_latency(study, key, lambda: measure_latency(student, spec, ctx))
         study.set_user_attr(RESULT_KEY + key, [accuracy, params, val_loss])
     trial.set_user_attr("val_loss", val_loss)
     values = {"accuracy": accuracy, "latency_ms": latency, "params": params, "size_bytes": 4.0 * params}
@@ -327,7 +327,7 @@ def with_reference(study: optuna.Study, ctx: TrialContext) -> Iterator[TrialCont
     """`ctx` with the teacher prepared as the target runs it, and its latency (measured once per study)."""
     with tempfile.TemporaryDirectory(prefix="modelpress-nas-teacher-") as tmp:
         path = as_target_runs(ctx.teacher.model_dir, ctx, Path(tmp))
-        ms, _ = cached_latency(study, TEACHER_LATENCY, lambda: time_side_by_side([path], ctx)[0])
+        ms = cached_latency(study, TEACHER_LATENCY, lambda: time_side_by_side([path], ctx)[0])
         yield replace(ctx, reference=(path, ms))
 
 

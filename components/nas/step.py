@@ -43,6 +43,15 @@ def pinned_source(source_path: Path) -> tuple[str, str]:
     return ref["name"], ref["version"]
 
 
+def study_of(config: NasConfig, run_json: str, tracking_uri: str, source_path: Path) -> tuple[str, str]:
+    """(storage URL, study name) of this run's search: the workers and select step find the same study."""
+    from modelpress.components.nas.search import study_name
+    from modelpress.core.run_context import parse_run
+
+    name, version = pinned_source(source_path)
+    return storage_url(config, tracking_uri), study_name(f"models:/{name}/{version}", parse_run(run_json).config_hash)
+
+
 def trial_context(config: NasConfig, model_in: Path, dataset: Path, targets: list[str], evaluate_json: str,
                   quantize_json: str, gates_json: str) -> Any:
     """Everything a trial needs, built once per worker."""
@@ -80,15 +89,11 @@ def worker_step(config_json: str, worker: int, run_json: str, tracking_uri: str,
                 evaluate_json: str, quantize_json: str, gates_json: str, model_in: Path, dataset: Path) -> int:
     """Run trials until the study has its budget; returns how many this worker's study holds complete."""
     from modelpress.components.nas import search
-    from modelpress.core.run_context import parse_run
 
     config = parse(config_json)
     if config is None:
         return 0
-    run = parse_run(run_json)
-    name, version = pinned_source(source_path)
-    url = storage_url(config, tracking_uri)
-    study_name = search.study_name(f"models:/{name}/{version}", run.config_hash)
+    url, study_name = study_of(config, run_json, tracking_uri, source_path)
     storage = search.open_storage(url, config)
     ctx = trial_context(config, model_in, dataset, targets, evaluate_json, quantize_json, gates_json)
     study = search.open_study(storage, study_name, config, worker)
@@ -105,7 +110,6 @@ def select_step(config_json: str, run_json: str, tracking_uri: str, source_path:
 
     from modelpress.components.nas import front, search
     from modelpress.components.technique_step import apply_technique, record
-    from modelpress.core.run_context import parse_run
     from modelpress.core.technique import Result
     from modelpress.registry.store import connect, ensure_experiment
 
@@ -114,10 +118,7 @@ def select_step(config_json: str, run_json: str, tracking_uri: str, source_path:
         apply_technique("nas", None, model_in, dataset, model_out)
         Path(report_out).write_text("<!doctype html><p>No architecture search in this run.</p>")
         return {}
-    run = parse_run(run_json)
-    name, version = pinned_source(source_path)
-    url = storage_url(config, tracking_uri)
-    study_name = search.study_name(f"models:/{name}/{version}", run.config_hash)
+    url, study_name = study_of(config, run_json, tracking_uri, source_path)
     study = optuna.load_study(study_name=study_name, storage=search.open_storage(url, config))
     n = search.counts(study)
     if n.get("COMPLETE", 0) < config.trials:
