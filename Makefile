@@ -19,8 +19,9 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/modelpress demo
 
+# One worker per core (at most 4), a test file per worker at a time; `long` modules start first (tests/conftest.py).
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit

@@ -19,6 +19,12 @@ REPO = Path(__file__).resolve().parents[1]
 PG = "postgresql+psycopg2://postgres@127.0.0.1:5432"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked `long` (minutes each) first: parallel workers (`make test` runs pytest-xdist,
+    one file per worker at a time) then start them early and finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.integration.test_bad_input import assert_refused, registry_state
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 SECTION = "## Bring your own model and data"
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 BASE = "modelpress-base:bookworm"
 CACHE = Path(os.environ.get("MODELPRESS_CACHE", Path.home() / ".cache" / "modelpress"))

@@ -19,7 +19,7 @@ from tests.conftest import REPO, run_cli
 from tests.integration.test_bad_input import assert_refused, registry_state
 from tests.integration.test_byom import _metric, _versions, readme_commands
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 SECTION = "## Bring your own torch model"
 
 
