@@ -72,10 +72,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_variants(args: argparse.Namespace) -> int:
     import json
 
-    from modelpress.registry.readback import list_variants
+    from modelpress.registry.readback import list_variants, parse_variant_name
     from modelpress.registry.store import connect
 
-    rows = list_variants(connect(), args.model)
+    rows = list_variants(connect(), parse_variant_name(args.model))
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -232,22 +232,25 @@ def _load_recipe(path: str | None):
 
 def cmd_train_demo(args: argparse.Namespace) -> int:
     from modelpress.demo import train_and_register
+    from modelpress.registry.names import check_alias, check_model_name
     from modelpress.registry.store import connect
 
-    train_and_register(connect(), args.name or args.architecture, args.alias, args.architecture)
+    name = check_model_name(args.name or args.architecture)  # before the training, not after it
+    train_and_register(connect(), name, check_alias(args.alias), args.architecture)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from modelpress.demo import DEMO_ALIAS, DEMO_MODEL, existing_demo, train_and_register
-    from modelpress.registry.store import connect
+    from modelpress.registry.store import connect, store_lock
 
     client = connect()
-    ref = None if args.retrain else existing_demo(client, DEMO_MODEL, DEMO_ALIAS)
-    if ref is None:
-        train_and_register(client)
-    else:
-        _say(f"using the registered demo model {ref.version_uri} (@{DEMO_ALIAS}); --retrain trains anew")
+    with store_lock("demo"):  # demos started together: the first trains, the others find its model
+        ref = None if args.retrain else existing_demo(client, DEMO_MODEL, DEMO_ALIAS)
+        if ref is None:
+            train_and_register(client)
+        else:
+            _say(f"using the registered demo model {ref.version_uri} (@{DEMO_ALIAS}); --retrain trains anew")
     args.source = f"models:/{DEMO_MODEL}@{DEMO_ALIAS}"
     args.recipe = None
     args.data = None
@@ -256,6 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from modelpress.core.dburl import redact
     from modelpress.pipelines.local import preflight, run_local, source_role
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry.source import SourceRef
@@ -268,8 +272,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust,
                              data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
                                    "uri": args.data})
-    uri = tracking_uri()
-    _say(f"registry: {uri}")
+    uri = tracking_uri()  # checked: a bad or dead store is one line here
+    _say(f"registry: {redact(uri)}")
     client = connect(uri)  # creates a fresh store's schema once, before any task starts
     # A missing model or alias fails here; a corrupt file fails in the first tasks, before any compute.
     ref = preflight(client, recipe, uri)
@@ -575,8 +579,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
     args = build_parser().parse_args(argv)
     try:
+        from modelpress.registry.store import home
+
+        # torch keeps its compile cache in the temporary folder by default; keep it with the store instead.
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "cache" / "torchinductor"))
         return args.func(args)
     except GateFailed as exc:
         _say(f"modelpress: {exc}")

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from modelpress.errors import ModelpressError
+
 
 def components() -> dict:
     """Every component the pipeline uses: the fixed steps and each registered technique's."""
@@ -27,13 +29,26 @@ def components() -> dict:
     return {c.name: c for c in steps}
 
 
+def _writable_folder(folder: Path, flag: str) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ModelpressError(f"{folder} is a file, and {flag} writes into a folder",
+                              f"give {flag} a folder (created when absent), e.g. build/kfp")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelpressError(f"cannot create {folder} ({exc.strerror or exc})", f"give {flag} a writable place") \
+            from None
+
+
 def compile_pipeline(path: Path, recipe: Any = None) -> Path:
     """The pipeline as IR YAML; with a (validated) recipe, its sections are the parameters' defaults."""
     from kfp import compiler
 
     from modelpress.pipelines.compress import build_pipeline
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _writable_folder(path.parent, "--output")
+    if path.is_dir():
+        raise ModelpressError(f"{path} is a folder", "give --output a file name, e.g. build/compress.yaml")
     compiler.Compiler().compile(build_pipeline(recipe), str(path))
     return path
 
@@ -42,7 +57,7 @@ def compile_all(out_dir: Path, recipe: Any = None) -> list[Path]:
     """Every component and the pipeline, one YAML each."""
     from kfp import compiler
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable_folder(out_dir, "--all")
     written = [compile_pipeline(out_dir / "compress.yaml", recipe)]
     for name, comp in components().items():
         path = out_dir / "components" / f"{name}.yaml"

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -130,6 +131,12 @@ def run_local(
     else:
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner, pipeline_root=str(run_dir))
+    # Every task's scratch (kfp's `mktemp -d` per task, our tempfile folders) goes under the run and is
+    # removed with it, instead of a dozen folders per run left in /tmp.
+    scratch = run_dir / "tmp"
+    scratch.mkdir()
+    saved_tmp = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(scratch)
     # kfp.local wraps sys.stdout/sys.stderr while a task streams its log; with the targets' tasks in
     # threads, a wrapper can outlive the run and indent what the CLI prints next. Put them back after.
     streams = sys.stdout, sys.stderr
@@ -151,6 +158,11 @@ def run_local(
     finally:
         sys.stdout, sys.stderr = streams
         os.environ.pop(ERROR_FILE_ENV, None)
+        if saved_tmp is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_tmp
+        shutil.rmtree(scratch, ignore_errors=True)
         Path(err_path).unlink(missing_ok=True)
     return _collect(run_dir, log_path)
 

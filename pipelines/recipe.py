@@ -244,6 +244,24 @@ def recipe_model() -> type[RecipeBase]:
 Recipe = recipe_model()  # the built-in techniques' recipe; load_recipe() follows later registrations
 
 
+def _unique_keys_loader() -> type:
+    """A SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeys(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen: set = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key {key!r} is given twice", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeys
+
+
 def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
     """Read a YAML or JSON recipe (or the defaults) and apply CLI overrides."""
     data: dict[str, Any] = {}
@@ -256,11 +274,18 @@ def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
             raise ModelpressError(f"recipe file {p} not found", "pass an existing YAML or JSON file")
         where = str(p)
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            data = yaml.load(p.read_text(), Loader=_unique_keys_loader())  # noqa: S506 - a SafeLoader subclass
         except yaml.YAMLError as exc:
-            raise ModelpressError(f"{p}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            mark = getattr(exc, "problem_mark", None)
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ModelpressError(f"{p}: not valid YAML ({what}{f', line {mark.line + 1}' if mark else ''})",
+                                  "fix that line; each key may appear once per mapping") from None
+        if data is None:
+            raise ModelpressError(f"{p} is empty", "write at least one section (`modelpress config-schema` lists "
+                                  "them), or run without --recipe for the defaults")
         if not isinstance(data, dict):
-            raise ModelpressError(f"{p}: the top level must be a mapping of sections")
+            raise ModelpressError(f"{p}: the top level must be a mapping of sections, not a "
+                                  f"{type(data).__name__}", "write `section: value` lines, as in recipes/")
     if overrides.get("target") is not None:  # --target replaces the recipe's target(s)
         data.pop("targets", None)
     data.update({k: v for k, v in overrides.items() if v is not None})

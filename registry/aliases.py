@@ -10,19 +10,14 @@ version it already names is not a move, and records nothing.
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
 from modelpress.registry.retry import retrying
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
-
-_ALIAS = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$")
-
 
 @dataclass(frozen=True)
 class AliasMove:
@@ -37,14 +32,6 @@ class AliasMove:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def check_alias(alias: str) -> str:
-    """MLflow reserves `latest` and `v<N>`; anything else must be a plain name."""
-    if not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
-        raise ModelpressError(f"alias {alias!r} is not usable",
-                              "use letters, digits, - and _, starting with a letter; not latest or v<N>")
-    return alias
 
 
 def get_alias(client: MlflowClient, name: str, alias: str) -> str | None:

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
-from modelpress.registry.aliases import AliasMove, check_alias, search_alias_moves, set_alias
+from modelpress.registry.aliases import AliasMove, search_alias_moves, set_alias
+from modelpress.registry.names import check_alias, check_model_name
 from modelpress.registry.variants import has_lineage, model_versions
 
 if TYPE_CHECKING:
@@ -50,12 +51,30 @@ def _move(client: MlflowClient, name: str, alias: str, version: str, action: str
 
 def history(client: MlflowClient, name: str, alias: str | None = None) -> list[AliasMove]:
     """Alias moves on `name` (optionally one alias), newest first."""
+    check_model_name(name)
+    if alias is not None:
+        check_alias(alias)
+    _check_exists(client, name)
     return search_alias_moves(client, name, alias)
+
+
+def _check_exists(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise ModelpressError(f"registered model {name!r} not found",
+                              "check the name with `modelpress variants <source model>`") from None
 
 
 def rollback(client: MlflowClient, name: str, alias: str) -> AliasMove:
     """Point `alias` back at the version it held before its last completed move."""
     check_alias(alias)
+    check_model_name(name)
+    _check_exists(client, name)
     last = next((m for m in history(client, name, alias) if m.status == "FINISHED"), None)
     if last is None:
         raise ModelpressError(f"alias {alias!r} of {name!r} has no recorded move to roll back",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
+from modelpress.registry.names import check_model_name
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import has_lineage, model_versions
 
@@ -71,4 +72,4 @@ def lineage(client: MlflowClient, uri: str) -> dict[str, Any]:
 
 def parse_variant_name(text: str) -> str:
     """Accept `name` or `models:/name/...`; return the registered model name."""
-    return parse_model_uri(text).name if text.startswith("models:/") else text
+    return parse_model_uri(text).name if text.startswith("models:/") else check_model_name(text)

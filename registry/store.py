@@ -11,7 +11,7 @@ import os
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,23 +25,51 @@ HOME_ENV = "MODELPRESS_HOME"
 
 
 def home() -> Path:
-    return Path(os.environ.get(HOME_ENV) or Path.cwd() / ".modelpress").resolve()
+    """Where the embedded store, run folders and logs live."""
+    folder = Path(os.environ.get(HOME_ENV) or Path.cwd() / ".modelpress").resolve()
+    if folder.exists() and not folder.is_dir():
+        raise ModelpressError(f"{HOME_ENV} {folder} is a file, not a folder",
+                              f"point {HOME_ENV} at a folder (it is created when absent)")
+    return folder
 
 
 def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI when set, else the embedded store; checked, with the installed database driver."""
     uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
-    return f"sqlite:///{home() / 'mlflow.db'}"
+    return check_uri(uri) if uri else check_uri(f"sqlite:///{home() / 'mlflow.db'}")
 
 
 def is_embedded(uri: str) -> bool:
     return uri.startswith("sqlite:///")
 
 
+# What MLflow's tracking and registry stores both take.
+SCHEMES = ("http", "https", "sqlite", "postgresql", "mysql", "mssql")
+
+
+def check_uri(uri: str) -> str:
+    """`uri` as the store will be opened, or one line naming what is wrong with it and the fix.
+
+    A server must answer its health check and a database its port within seconds (MLflow and
+    SQLAlchemy would otherwise retry for minutes); an SQLite file's folder must be writable.
+    """
+    from modelpress.core.dburl import redact, with_installed_driver
+
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower() if ":" in uri else ""
+    if scheme not in SCHEMES:
+        raise ModelpressError(f"tracking URI {redact(uri)}: unsupported scheme {scheme or '(none)'!r}",
+                              "use http(s)://<mlflow server>, sqlite:///<file>, postgresql://... or mysql://...")
+    if scheme in ("http", "https"):
+        _check_reachable(uri)
+    elif scheme == "sqlite":
+        _check_sqlite(uri)
+    else:
+        _check_database_port(uri)
+        uri = with_installed_driver(uri)
+    return uri
+
+
 def _check_reachable(uri: str) -> None:
-    if not uri.startswith(("http://", "https://")):
-        return
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=10) as resp:
             resp.read()
@@ -53,6 +81,46 @@ def _check_reachable(uri: str) -> None:
         ) from None
 
 
+def _check_sqlite(uri: str) -> None:
+    path = uri.removeprefix("sqlite:///")
+    if not uri.startswith("sqlite:///") or path in ("", ":memory:"):
+        raise ModelpressError(f"tracking URI {uri}: an SQLite store needs a file path",
+                              "use sqlite:///<absolute path>, e.g. sqlite:////data/mlflow.db")
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ModelpressError(f"cannot create the store's folder {folder} ({exc.strerror or exc})",
+                              f"set {HOME_ENV} (or MLFLOW_TRACKING_URI) to a writable place") from None
+    if not os.access(folder, os.W_OK | os.X_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise ModelpressError(f"the store {path} is not writable by this user",
+                              f"fix its permissions, or set {HOME_ENV} to a writable folder")
+
+
+def _check_database_port(uri: str) -> None:
+    """A database URI's host must answer on its port; a dead one fails here in seconds."""
+    import socket
+
+    from sqlalchemy.engine import make_url
+
+    from modelpress.core.dburl import redact
+
+    try:
+        url = make_url(uri)
+    except Exception as exc:  # noqa: BLE001 - SQLAlchemy raises ArgumentError or ValueError
+        raise ModelpressError(f"tracking URI {redact(uri)} does not parse ({exc})",
+                              "write it as postgresql://user@host:5432/database") from None
+    if not url.host or url.host.startswith("/") or (url.query or {}).get("host"):
+        return  # a Unix socket: the driver reports it
+    port = url.port or {"postgresql": 5432, "mysql": 3306, "mssql": 1433}[url.get_backend_name()]
+    try:
+        with socket.create_connection((url.host, port), timeout=5):
+            pass
+    except OSError as exc:
+        raise ModelpressError(f"database {redact(uri)} is unreachable ({exc.strerror or exc})",
+                              "start it, or set MLFLOW_TRACKING_URI to a database that is up") from None
+
+
 def connect(uri: str | None = None) -> MlflowClient:
     """A client for `uri` (default: `tracking_uri()`), with the store initialised.
 
@@ -62,18 +130,44 @@ def connect(uri: str | None = None) -> MlflowClient:
     """
     from mlflow import MlflowClient
 
-    uri = uri or tracking_uri()
-    _check_reachable(uri)
-    if is_embedded(uri):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    uri = check_uri(uri) if uri else tracking_uri()
     # Fail fast instead of retrying for minutes against a dead server.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     # Our commands print their own results (some as JSON); MLflow's run links would corrupt them.
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    ensure_experiment(client, uri)
+    try:
+        # A fresh SQLite store's schema is created by the first client; several CLIs starting at once would
+        # race on it (each runs the migrations), so on this machine they take turns.
+        with store_lock("schema", Path(uri.removeprefix("sqlite:///")).parent) if is_embedded(uri) else nullcontext():
+            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+            ensure_experiment(client, uri)
+            client.search_registered_models(max_results=1)  # the registry's tables too
+    except Exception as exc:  # noqa: BLE001 - MLflow wraps the database's and the server's errors alike
+        from modelpress.core.dburl import redact
+
+        if isinstance(exc, ModelpressError):
+            raise
+        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ModelpressError(f"the MLflow store at {redact(uri)} could not be opened ({reason})",
+                              "check the URI, the credentials and that the store's user may write") from None
     return client
+
+
+@contextmanager
+def store_lock(name: str, folder: Path | None = None) -> Iterator[None]:
+    """An exclusive lock shared by every modelpress process on this machine using `folder` (default: the
+    home folder), held until the block ends."""
+    import fcntl
+
+    where = (folder or home()) / "locks"
+    where.mkdir(parents=True, exist_ok=True)
+    with open(where / f"{name}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @contextmanager

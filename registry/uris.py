@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 from modelpress.errors import ModelpressError
+from modelpress.registry.names import check_model_name
 
 _URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_\-]+)|/(?P<version>\d+))$")
 
@@ -27,4 +28,5 @@ def parse_model_uri(text: str) -> ModelUri:
             f"{text!r} is not a registry model URI",
             "use models:/<name>@<alias> or models:/<name>/<version>",
         )
+    check_model_name(m["name"])
     return ModelUri(m["name"], m["alias"], m["version"])

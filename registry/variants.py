@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from modelpress.components.deep_compress.files import COMPRESSED_FILE
 from modelpress.core import artifacts
@@ -30,6 +30,7 @@ from modelpress.core.config import FrozenConfig
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
 from modelpress.registry.aliases import set_alias
+from modelpress.registry.names import ALIAS_FIX, alias_problem
 from modelpress.registry.retry import retrying
 from modelpress.registry.source import SourceRef, _ensure_registered_model
 from modelpress.registry.store import fluent
@@ -47,9 +48,16 @@ class VariantConfig(FrozenConfig):
 
     alias: str = Field(
         default=DEFAULT_ALIAS,
-        pattern=r"^[A-Za-z][A-Za-z0-9_\-]{0,62}$",
-        description="Alias set on the registered variant (its own registered model per target).",
+        description="Alias set on the registered variant (its own registered model per target): letters, digits, "
+        "- and _, starting with a letter; MLflow reserves latest and v<N>.",
     )
+
+    @field_validator("alias")
+    @classmethod
+    def _usable(cls, alias: str) -> str:
+        if (problem := alias_problem(alias)) is not None:
+            raise ValueError(f"{problem}: {ALIAS_FIX}")
+        return alias
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,9 @@ VERSION = 2
 _HEAD = struct.Struct("<4sBI")
 # flags byte of a tensor record
 _SHARED, _HALF, _BYTE_LENGTHS = 1, 2, 4
+# Deep compression stores about 12 float32 weights per byte at best (~50x); a header declaring far more
+# is crafted or corrupt, and decoding it would allocate whatever it asks for.
+MAX_WEIGHTS_PER_BYTE = 1024
 
 Layout = Callable[[dict[str, Any]], list[tuple[str, tuple[int, ...]]]]
 """meta -> [(tensor name, shape)] in file order; raises ValueError for meta it cannot use."""
@@ -188,6 +191,10 @@ def decode(data: bytes, layout: Layout) -> Bundle:
     try:
         meta = json.loads(zlib.decompress(r.take(r.varint())))
         tensors = layout(meta)
+        declared = sum(math.prod(shape) for _, shape in tensors)
+        if declared > MAX_WEIGHTS_PER_BYTE * len(data):
+            raise FormatError(f"the header declares {declared:,} weights, more than a {len(data):,}-byte file can "
+                              f"hold ({MAX_WEIGHTS_PER_BYTE} per byte at most); refused before allocating them")
         records = []
         for name, shape in tensors:
             flags = r.take(1)[0]

@@ -170,37 +170,37 @@ def decode_model(data: bytes, where: str = "compressed model") -> torch.nn.Modul
     built: dict[str, Any] = {}
 
     def layout(meta: dict[str, Any]) -> list[tuple[str, tuple[int, ...]]]:
+        """Shapes only: nothing is allocated before the container has checked them against the file."""
         if "program" in meta:  # any architecture: the weights the graph expects, in archive order
             try:
                 order = [(str(k), getattr(torch, str(d)), tuple(int(x) for x in s))
                          for k, d, s in meta["program"]["order"]]
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise ValueError(f"an unreadable program layout ({type(exc).__name__})") from None
-            built["refs"] = {k: torch.empty(s, dtype=d) for k, d, s in order}
+            built["program"] = order
             return [(k, s) for k, _, s in order]
         try:
             arch = TypeAdapter(ArchSpec).validate_python(meta["architecture"])
         except (KeyError, pydantic.ValidationError) as exc:
             raise ValueError(f"no architecture this modelpress can build ({type(exc).__name__})") from None
-        built["module"] = build_model(arch)
-        built["refs"] = built["module"].state_dict()
-        return [(k, tuple(v.shape)) for k, v in built["refs"].items()]
+        built["arch"] = arch
+        with torch.device("meta"):  # shapes without memory
+            return [(k, tuple(v.shape)) for k, v in build_model(arch).state_dict().items()]
 
     try:
         bundle = container.decode(data, layout)
     except container.FormatError as exc:
         raise ModelpressError(f"{where}: {exc}", "re-run the deep_compress step, or fetch the file again") from None
-    if "program" in bundle.meta:
-        state = {}
-        for key, ref in built["refs"].items():
-            arr = bundle.shared[key].dense() if key in bundle.shared else bundle.dense[key].astype(np.float32)
-            state[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype).reshape(ref.shape)
-        return _program_module(bundle.meta, state, where).eval()
-    module = built["module"]
-    state = {}
-    for key, ref in module.state_dict().items():
+
+    def tensor(key: str, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
         arr = bundle.shared[key].dense() if key in bundle.shared else bundle.dense[key].astype(np.float32)
-        state[key] = torch.from_numpy(np.ascontiguousarray(arr)).to(ref.dtype).reshape(ref.shape)
+        return torch.from_numpy(np.ascontiguousarray(arr)).to(dtype).reshape(shape)
+
+    if "program" in bundle.meta:
+        state = {key: tensor(key, dtype, shape) for key, dtype, shape in built["program"]}
+        return _program_module(bundle.meta, state, where).eval()
+    module = build_model(built["arch"])
+    state = {key: tensor(key, ref.dtype, tuple(ref.shape)) for key, ref in module.state_dict().items()}
     module.load_state_dict(state, strict=True)
     return module.eval()
 

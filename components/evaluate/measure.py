@@ -13,7 +13,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 class EvaluateConfig(FrozenConfig):
     split: str = Field(default="test", pattern="^(train|val|test)$", description="Split to score.")
-    batch_sizes: tuple[int, ...] = Field(
-        default=(1, 64), min_length=1, max_length=8, description="Batch sizes to time."
+    batch_sizes: tuple[Annotated[int, Field(ge=1, le=65536)], ...] = Field(
+        default=(1, 64), min_length=1, max_length=8, description="Batch sizes to time (each 1-65536)."
     )
     latency_runs: int = Field(
         default=200, ge=5, le=100_000, description="Timed runs per model and batch size."

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from modelpress.components.nas import space as nas_space
 from modelpress.components.nas.settings import Constraint, NasConfig
+from modelpress.core.dburl import redact, with_installed_driver
 from modelpress.errors import ModelpressError
 
 if TYPE_CHECKING:
@@ -51,16 +52,6 @@ def study_name(source_version_uri: str, config_hash: str) -> str:
     return f"modelpress-nas-{digest}"
 
 
-def redact(url: str) -> str:
-    """The storage URL without its password, for messages and tags."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given; it holds no parsed password
-        return url
-
-
 def open_storage(url: str, config: NasConfig) -> Any:
     """The study storage at `url`, with heartbeats; one line naming the URL when it cannot be reached."""
     import sqlalchemy.exc
@@ -68,7 +59,7 @@ def open_storage(url: str, config: NasConfig) -> Any:
 
     _quiet_experimental()
 
-    given, url = url, _with_driver(url)
+    given, url = url, with_installed_driver(url)
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": 60}  # several workers write one file
@@ -104,16 +95,6 @@ def _quiet_experimental() -> None:
     from optuna.exceptions import ExperimentalWarning
 
     warnings.filterwarnings("ignore", category=ExperimentalWarning)
-
-
-def _with_driver(url: str) -> str:
-    """postgresql:// with the driver that is installed (SQLAlchemy 2.1 defaults to psycopg 3; the image has psycopg2)."""
-    import importlib.util
-
-    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
-            and importlib.util.find_spec("psycopg2") is not None:
-        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
-    return url
 
 
 def make_sampler(config: NasConfig, worker: int) -> Any:

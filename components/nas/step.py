@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpress.components.nas.settings import NasConfig
+from modelpress.core.dburl import redact
 from modelpress.core.progress import say
 from modelpress.errors import ModelpressError
 
@@ -97,7 +98,7 @@ def worker_step(config_json: str, worker: int, run_json: str, tracking_uri: str,
     storage = search.open_storage(url, config)
     ctx = trial_context(config, model_in, dataset, targets, evaluate_json, quantize_json, gates_json)
     study = search.open_study(storage, study_name, config, worker)
-    say(f"nas: worker {worker} on study {study_name} at {search.redact(url)} ({config.sampler}, budget "
+    say(f"nas: worker {worker} on study {study_name} at {redact(url)} ({config.sampler}, budget "
         f"{config.trials} trials, latency on {ctx.target.provider} at batch {ctx.batch_size})")
     with search.with_reference(study, ctx) as timed:
         return search.run_worker(study, timed, worker).get("COMPLETE", 0)
@@ -127,7 +128,7 @@ def select_step(config_json: str, run_json: str, tracking_uri: str, source_path:
             "stopped early)", "run the pipeline again: the study resumes where it stopped")
     pts = front.points(study)
     chosen = front.choose(pts, config.select)
-    result = front.summary(study, study_name, config, pts, chosen, search.redact(url))
+    result = front.summary(study, study_name, config, pts, chosen, redact(url))
     html = front.report_html(pts, chosen, f"NAS study {study_name}")
     client = connect(tracking_uri)
     failed = [{"number": t.number, "state": t.state.name, "error": t.user_attrs.get("error", "worker stopped")}

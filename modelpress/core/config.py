@@ -12,7 +12,8 @@ C = TypeVar("C", bound="FrozenConfig")
 
 
 class FrozenConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
+    # NaN and infinity pass every bound check (NaN compares false both ways), so no config takes them.
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def parse_config(cls: type[C], data: Any, where: str) -> C:
@@ -31,7 +32,12 @@ def parse_config(cls: type[C], data: Any, where: str) -> C:
 
 def _one_line(exc: ValidationError) -> str:
     parts = []
-    for err in exc.errors():
+    errors = exc.errors()
+    locs = [tuple(e["loc"]) for e in errors]
+    for err in errors:
+        here = tuple(err["loc"])
+        if any(len(loc) > len(here) and loc[:len(here)] == here for loc in locs):
+            continue  # a container's error that only follows from its item's (an item dropped, then "too short")
         loc = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
             parts.append(f"{loc}: unknown key")

@@ -88,3 +88,28 @@ def test_cnn_folds_batchnorm_and_rejects_structured_prune(data, tmp_path):
     saved, _ = artifacts.load_torch(r.model_dir)
     x = torch.from_numpy(data.x_test)
     assert torch.equal(decoded(x), saved(x))
+
+
+def test_a_crafted_header_declaring_huge_tensors_is_refused_before_allocating(compressed):
+    """A valid checksum over a header that asks for a 4-billion-weight MLP: refused from the shapes alone."""
+    import tracemalloc
+
+    from modelpress.components.deep_compress import container
+
+    blob = (compressed.model_dir / COMPRESSED_FILE).read_bytes()
+    seen = {}
+
+    def keep_meta(meta: dict) -> list:
+        seen.update(meta)
+        raise ValueError("only the meta was wanted")
+
+    with pytest.raises(container.FormatError):
+        container.decode(blob, keep_meta)
+    huge = {**seen, "architecture": {"family": "mlp", "in_features": 65536, "hidden": [65536] * 8}}
+    crafted, _ = container.encode(container.Bundle(meta=huge))
+    tracemalloc.start()
+    with pytest.raises(ModelpressError, match="declares .* weights, more than a .*-byte file can hold"):
+        decode_model(crafted, "crafted.mpdc")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20  # nothing near the 16 GiB the header asks for

@@ -4,7 +4,7 @@ import pytest
 
 from modelpress.errors import ModelpressError
 from modelpress.registry import tags as T
-from modelpress.registry.promotion import check_alias
+from modelpress.registry.names import check_alias
 from modelpress.registry.retry import is_transient, retrying
 from modelpress.registry.variants import LINEAGE, has_lineage
 
@@ -38,9 +38,11 @@ def test_other_failures_and_exhausted_retries_raise(monkeypatch):
     assert is_transient(RuntimeError("UNIQUE constraint failed: model_versions.name")) and not is_transient(KeyError("x"))
 
 
-@pytest.mark.parametrize("alias", ["latest", "v3", "V12", "9lives", "has space", ""])
-def test_reserved_or_malformed_aliases_are_refused(alias):
-    with pytest.raises(ModelpressError, match="is not usable"):
+@pytest.mark.parametrize(("alias", "why"), [("latest", "reserved"), ("LATEST", "reserved"), ("v3", "reserved"),
+                                           ("V12", "reserved"), ("9lives", "not usable"), ("has space", "not usable"),
+                                           ("", "not usable"), ("a" * 64, "not usable")])
+def test_reserved_or_malformed_aliases_are_refused(alias, why):
+    with pytest.raises(ModelpressError, match=why):
         check_alias(alias)
 
 

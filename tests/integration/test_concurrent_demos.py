@@ -1,0 +1,38 @@
+"""Three `modelpress demo` started together on a fresh folder: all succeed, on one source version, and leave no
+temporary files behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mlflow import MlflowClient
+
+pytestmark = pytest.mark.integration
+
+
+def test_three_demos_at_once_on_a_fresh_store(tmp_path):
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["MODELPRESS_HOME"] = str(home)
+    scratch = tmp_path.parent / f"{tmp_path.name}-scratch"  # their temporary folder: left empty afterwards
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
+    procs = [subprocess.Popen([sys.executable, "-m", "modelpress", "demo", "--quiet"], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "Traceback" not in err
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    assert [str(v.version) for v in client.search_model_versions("name = 'digits-cnn'")] == ["1"]
+    variants = client.search_model_versions("name = 'digits-cnn.cpu-x86-int8'")
+    assert len(variants) == 1  # one recipe, one source version: one variant, however many runs raced
+    aliases = client.get_registered_model("digits-cnn.cpu-x86-int8").aliases
+    assert {k: str(v) for k, v in aliases.items()} == {"candidate": "1"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing written beside the store folder
+    assert list(scratch.iterdir()) == []
+    assert sum(1 for line in outs[0][1].splitlines() if "training digits-cnn" in line) <= 1
