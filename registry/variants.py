@@ -148,21 +148,42 @@ def repair(client: MlflowClient, name: str) -> list[str]:
     return done
 
 
-def model_card(source: SourceRef, target: HardwareTarget, chain: list[str], metrics: dict) -> str:
+def model_card(source: SourceRef, target: HardwareTarget, chain: list[str], metrics: dict,
+               notes: dict | None = None) -> str:
     def pct(k: str) -> str:
         return f"{metrics[k] * 100:.2f}%" if k in metrics else "n/a"
 
     size = metrics.get("size_bytes")
-    return "\n".join(
+    return "\n".join(line for line in
         [
             f"Compressed variant of {source.name} v{source.version} for {target.name} "
             f"({target.description}).",
             f"Chain: {' > '.join(chain)}.",
+            _quantized_as((notes or {}).get("quantize")),
             f"Accuracy {pct('accuracy')} (source {pct('source_accuracy')}); "
             f"size {size / 1024:.1f} KiB." if size else "",
             "Registered by modelpress after all gates passed.",
-        ]
+        ] if line
     ).strip()
+
+
+def _quantized_as(note: dict | None) -> str:
+    """What the quantize step actually did (the recipe may override the target's default mode)."""
+    settings = (note or {}).get("settings")
+    if not settings:
+        return ""
+    if settings["mode"] == "fp16":
+        return "Quantized: float16 weights and activations."
+    how = [f"{settings['mode']} {settings.get('weight_type') or 'int8'}"]
+    if settings.get("format"):
+        how.append(settings["format"])
+    how.append("per-channel" if settings.get("per_channel") else "per-tensor")
+    if settings.get("reduce_range"):
+        how.append("reduced range")
+    if settings["mode"] == "static" and settings.get("calibration_method"):
+        how.append(f"{settings['calibration_method']} calibration on {settings.get('calibration_samples')} "
+                   f"{settings.get('calibration_split')} samples")
+    return f"Quantized: {', '.join(how)}."
 
 
 def log_variant_run(client: MlflowClient, model_dir: Path, target: HardwareTarget, name: str, version_tags: dict[str, str],
@@ -256,7 +277,7 @@ def register_variant(
         # Tags go in with the create call, so no version exists without its lineage.
         mv = retrying(lambda: client.create_model_version(
             name, source=info.model_uri, run_id=run_id, tags=version_tags,
-            description=model_card(source, target, chain, metrics), model_id=info.model_id,
+            description=model_card(source, target, chain, metrics, notes), model_id=info.model_id,
         ))
         _fault("after_version_created")
         winner = find_variant(client, name, key)

@@ -60,6 +60,7 @@ def test_readme_commands_register_a_variant_per_model(byom, client):
     wine = _versions(client, "wine-mlp.cpu-x86-int8")
     modes = [json.loads(v.tags["modelpress.note.quantize"])["settings"]["mode"] for v in wine]
     assert modes == ["static", "dynamic"]
+    assert [v.description.count(f"Quantized: {mode} int8") for v, mode in zip(wine, modes)] == [1, 1]
     for v in wine:
         data = json.loads(v.tags["modelpress.note.data"])
         assert data["task"] == "classification" and data["data"]["uri"].startswith("runs:/")

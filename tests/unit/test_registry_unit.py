@@ -52,3 +52,22 @@ def test_a_version_is_a_variant_only_with_every_lineage_tag():
     for t in LINEAGE:
         assert not has_lineage({k: v for k, v in full.items() if k != t}), t
     assert not has_lineage(full | {T.KIND: "source"}) and not has_lineage(None)
+
+
+def test_the_model_card_states_the_quantization_actually_used_not_the_targets_default():
+    from modelpress.core.hardware import parse_target
+    from modelpress.registry.source import SourceRef
+    from modelpress.registry.variants import model_card
+
+    source = SourceRef(name="m", version="1", uri="models:/m/1", run_id=None, tags={})
+    target = parse_target("cpu-x86-int8")  # its default is static QOperator
+    dynamic = {"quantize": {"settings": {"mode": "dynamic", "format": None, "weight_type": "int8",
+                                         "per_channel": False, "reduce_range": False}}}
+    card = model_card(source, target, ["export_onnx", "quantize"], {"accuracy": 0.9}, dynamic)
+    assert "Quantized: dynamic int8, per-tensor." in card.splitlines()
+    static = {"quantize": {"settings": {"mode": "static", "format": "QOperator", "weight_type": "int8",
+                                        "per_channel": True, "reduce_range": False, "calibration_method": "minmax",
+                                        "calibration_samples": 256, "calibration_split": "train"}}}
+    card = model_card(source, target, ["export_onnx", "quantize"], {}, static)
+    assert "Quantized: static int8, QOperator, per-channel, minmax calibration on 256 train samples." in card
+    assert "" not in model_card(source, target, ["prune"], {}).splitlines()  # no blank lines without a note
