@@ -1,12 +1,11 @@
-"""The Helm chart: values against values.schema.json, the recipe it ships, standard labels, and
-(where `helm` is installed) lint and render."""
+"""The Helm chart: values against values.schema.json, the recipe it ships, standard labels, `helm lint
+--strict` and `helm template` through Helm's own library (helm-python-sdk, no binary), and the rendered
+manifests against Kubernetes' schemas (kubernetes-validate --strict)."""
 
 from __future__ import annotations
 
 import copy
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -76,22 +75,49 @@ def test_chart_metadata_and_labels():
         assert 'include "modelpress.labels"' in manifest.read_text(), manifest.name
 
 
-@pytest.fixture()
-def helm():
-    path = shutil.which("helm")
-    if path is None:
-        pytest.skip("helm is not installed here; charts/modelpress/README.md says how to get it")
-    return path
+# Three value sets: the defaults; the longest release name Helm allows with every part on; an external MLflow.
+VALUE_SETS = {
+    "defaults": ("mp", {}),
+    "longest release name": ("r" * 53, {"image": {"tag": "1.2.3"}, "mlflow": {"extraEnvFromSecret": "s3-creds"}}),
+    "external mlflow": ("modelpress", {"mlflow": {"enabled": False},
+                                       "schedule": {"trackingUri": "http://mlflow.ml.svc:5000"}}),
+}
 
 
-def test_helm_lint_and_template(helm):
-    lint = subprocess.run([helm, "lint", str(CHART)], capture_output=True, text=True)
-    assert lint.returncode == 0, lint.stdout + lint.stderr
-    out = subprocess.run([helm, "template", "mp", str(CHART)], capture_output=True, text=True, check=True).stdout
-    docs = [d for d in yaml.safe_load_all(out) if d]
-    kinds = sorted(d["kind"] for d in docs)
-    assert kinds == ["ConfigMap", "Deployment", "Job", "Service"]
+def _rendered(release: str, values: dict) -> list[dict]:
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the test extra) embeds Helm's library")
+    out = helm.Chart.load(CHART).render(values, name=release, namespace="ml", is_install=True)
+    return [d for path, text in sorted(out.items()) if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+
+
+def test_helm_lint_strict_passes():
+    helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the test extra) embeds Helm's library")
+    for _, values in VALUE_SETS.values():
+        report = helm.lint(str(CHART), values, strict=True, kube_version="v1.34.0")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert problems == [], problems
+
+
+@pytest.mark.parametrize("name", list(VALUE_SETS))
+def test_rendered_manifests_pass_kubernetes_validate_strict(name):
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (the test extra) checks manifests")
+    release, values = VALUE_SETS[name]
+    docs = _rendered(release, values)
+    assert docs
     for d in docs:
+        kv.validate(d, "1.34.0", strict=True)  # raises on any schema violation or unknown field
+        assert len(d["metadata"]["name"]) <= 63, d["metadata"]["name"]  # DNS names: the schema does not check
         assert d["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == (["ConfigMap", "Job"] if name == "external mlflow" else ["ConfigMap", "Deployment", "Job",
+                                                                              "Service"])
     job = next(d for d in docs if d["kind"] == "Job")
     assert "--cron=0 0 2 * * *" in job["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_an_external_mlflow_needs_its_uri():
+    values = copy.deepcopy(_values())
+    values["mlflow"]["enabled"] = False
+    assert _errors(values)  # no trackingUri: the scheduled runs would point at a server that is not there
+    values["schedule"]["trackingUri"] = "http://mlflow.ml.svc:5000"
+    assert _errors(values) == []

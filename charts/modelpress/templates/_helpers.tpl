@@ -10,6 +10,13 @@
 {{- end -}}
 {{- end -}}
 
+{{/* An object's name: the full name cut so that "-<suffix>" still fits Kubernetes' 63 characters.
+     Called as (include "modelpress.resourceName" (dict "root" . "suffix" "mlflow")). */}}
+{{- define "modelpress.resourceName" -}}
+{{- $max := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "modelpress.fullname" .root | trunc $max | trimSuffix "-") .suffix -}}
+{{- end -}}
+
 {{/* The standard labels (helm.sh/chart and app.kubernetes.io/*) on every object. */}}
 {{- define "modelpress.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
@@ -32,6 +39,6 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if .Values.schedule.trackingUri -}}
 {{ .Values.schedule.trackingUri }}
 {{- else -}}
-http://{{ include "modelpress.fullname" . }}-mlflow.{{ .Release.Namespace }}.svc:{{ .Values.mlflow.port }}
+http://{{ include "modelpress.resourceName" (dict "root" . "suffix" "mlflow") }}.{{ .Release.Namespace }}.svc:{{ .Values.mlflow.port }}
 {{- end -}}
 {{- end -}}
