@@ -88,13 +88,17 @@ def build_pipeline(recipe: Any = None) -> Any:
     from modelpress.core.technique import techniques
     from modelpress.pipelines.arguments import parameter_names, pipeline_arguments
     from modelpress.pipelines.recipe import recipe_model
+    from modelpress.pipelines.resources import apply_to_pipeline
 
     defaults = pipeline_arguments(recipe if recipe is not None else recipe_model()(), tracking_uri="")
     names = parameter_names()
     types = {**TYPES, **{k: v for t in techniques() for k, v in t.pipeline_parameters.items()}}
 
+    resources = (recipe if recipe is not None else recipe_model()()).resources
+
     def compress(*args: Any) -> None:
         _steps(dict(zip(names, args, strict=True)))
+        apply_to_pipeline(resources)
 
     # kfp reads the parameters from the signature and passes them positionally, in this order.
     compress.__signature__ = inspect.Signature(

@@ -143,6 +143,8 @@ def run_local(
     try:
         # kfp warns on any image without "python" in its name; ours is a Python image.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")
+        # Requests and limits are for a cluster (recipe `resources:`); kfp.local says it ignores them.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         with open(log_path, "w") as log, redirect_stdout(_ProgressTee(log, sys.stderr, verbose, quiet)):
             try:
                 build_pipeline(recipe)(**pipeline_arguments(recipe, tracking_uri, force))

@@ -29,6 +29,7 @@ from modelpress.core.hardware import parse_target
 from modelpress.core.tasks import TaskConfig
 from modelpress.core.technique import Technique, chain, registry_key, techniques
 from modelpress.errors import ModelpressError
+from modelpress.pipelines.resources import ResourcesConfig
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import VariantConfig
 from modelpress.validators.data_checks import DataChecksConfig
@@ -67,6 +68,9 @@ class RecipeBase(FrozenConfig):
         description="ONNX checker, the target's own provider, and agreement with the source; fail like gates.",
     )
     variant: VariantConfig = Field(default_factory=VariantConfig, description="How the variant is registered.")
+    resources: ResourcesConfig = Field(
+        default_factory=ResourcesConfig, description="CPU and memory requests and limits of the pipeline's tasks.",
+    )
     trust_pickled_source: bool = Field(
         default=False,
         description="Load a source logged as a pickled torch module (mlflow.pytorch before MLflow 3). Unpickling "
@@ -206,7 +210,7 @@ class RecipeBase(FrozenConfig):
         data-check settings only change how it is measured, so they are left out.
         """
         body = self.model_dump(mode="json", exclude={"source", "targets", "evaluate", "data_checks",
-                                                     "trust_pickled_source"})
+                                                     "trust_pickled_source", "resources"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self, target: str | None = None) -> list[str]:

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from modelpress.components.image import IMAGE
@@ -177,3 +178,48 @@ def test_nas_workers_fan_out_with_parallel_for_and_select_waits_for_all(tmp_path
     # Without a nas section, the list is empty: no worker runs and select passes the model through.
     plain = yaml.safe_load(compile_pipeline(tmp_path / "plain.yaml").read_text())
     assert plain["root"]["inputDefinitions"]["parameters"]["nas_workers"]["defaultValue"] == []
+
+
+def _resources(path) -> dict[str, dict]:
+    spec = yaml.safe_load(path.read_text())
+    return {k.removeprefix("exec-"): {a: b for a, b in v["container"].get("resources", {}).items()
+                                      if a.startswith("resource")}
+            for k, v in spec["deploymentSpec"]["executors"].items()}
+
+
+def test_every_task_gets_requests_and_limits_from_the_recipe(tmp_path):
+    from modelpress.pipelines.compile import compile_pipeline
+    from modelpress.pipelines.recipe import load_recipe
+
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text("distill: {student: {family: digits-cnn, width: 0.5}}\n"
+                           "resources:\n  default: {memory_limit: 3Gi}\n"
+                           "  tasks: {distill: {cpu: '4', memory_limit: 16Gi}, evaluate: {cpu_limit: '1'}}\n")
+    recipe = load_recipe(recipe_file)
+    got = _resources(compile_pipeline(tmp_path / "p.yaml", recipe))
+    assert all(r.get("resourceMemoryRequest") for r in got.values()), got  # every task asks for something
+    assert got["distill"] == {"resourceCpuRequest": "4", "resourceMemoryRequest": "2Gi",
+                              "resourceMemoryLimit": "16Gi"}
+    assert got["prune"]["resourceCpuRequest"] == "2" and got["prune"]["resourceMemoryLimit"] == "8Gi"  # training
+    assert got["evaluate"] == {"resourceCpuRequest": "500m", "resourceCpuLimit": "1", "resourceMemoryRequest": "1Gi",
+                               "resourceMemoryLimit": "3Gi"}
+    # Where a task runs never changes what it builds: the variant key stays the same.
+    assert recipe.config_hash() == load_recipe(None, distill={"student": {"family": "digits-cnn", "width": 0.5}}) \
+        .config_hash()
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ("resources: {tasks: {distil: {cpu: '2'}}}\n", "resources.tasks names distil"),
+    ("resources: {default: {cpu: two}}\n", "resources.default.cpu"),
+    ("resources: {default: {memory: 4GB}}\n", "resources.default.memory"),
+    ("resources: {default: {gpu: 1}}\n", "resources.default.gpu: unknown key"),
+])
+def test_bad_resources_are_refused_before_anything_runs(body, needle, tmp_path):
+    from modelpress.errors import ModelpressError
+    from modelpress.pipelines.compile import compile_pipeline
+    from modelpress.pipelines.recipe import load_recipe
+
+    recipe_file = tmp_path / "r.yaml"
+    recipe_file.write_text(body)
+    with pytest.raises(ModelpressError, match=needle):
+        compile_pipeline(tmp_path / "p.yaml", load_recipe(recipe_file))
