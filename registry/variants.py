@@ -210,8 +210,46 @@ def log_variant_run(client: MlflowClient, model_dir: Path, target: HardwareTarge
             extra_files=[str(p) for p in (Path(model_dir) / artifacts.MANIFEST, Path(model_dir) / COMPRESSED_FILE)
                          if p.is_file()],
             save_as_external_data=False,
+            # Named, typed inputs and outputs for pyfunc consumers, and a one-row example to try it with.
+            signature=onnx_signature(model),
+            input_example=example_input(model),
         )
     return run.info.run_id, info
+
+
+def _graph_tensors(values: Any) -> list[tuple[str, Any, tuple[int, ...]]]:
+    """(name, numpy dtype, shape with -1 for any dimension that is not fixed) of graph inputs or outputs."""
+    from onnx import helper
+
+    out = []
+    for v in values:
+        t = v.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim)
+        out.append((v.name, helper.tensor_dtype_to_np_dtype(t.elem_type), shape))
+    return out
+
+
+def onnx_signature(model: Any) -> Any:
+    """The MLflow signature of an ONNX model, read from its graph (what ONNX Runtime checks feeds against)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import Schema, TensorSpec
+
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    return ModelSignature(
+        inputs=Schema([TensorSpec(dtype, shape, name) for name, dtype, shape in _graph_tensors(inputs)]),
+        outputs=Schema([TensorSpec(dtype, shape, name) for name, dtype, shape in _graph_tensors(model.graph.output)]),
+    )
+
+
+def example_input(model: Any) -> dict[str, Any]:
+    """One all-zero sample per input (every free dimension 1): valid for any model's types and ranks."""
+    import numpy as np
+
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = [v for v in model.graph.input if v.name not in initializers]
+    return {name: np.zeros(tuple(1 if d < 0 else d for d in shape), dtype=dtype)
+            for name, dtype, shape in _graph_tensors(inputs)}
 
 
 def technique_tags(notes: dict[str, Any]) -> dict[str, str]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -62,6 +64,23 @@ def test_registered_variant_loads_in_onnxruntime(first_run, client, mlflow_serve
     model = mlflow.pyfunc.load_model(f"models:/{VARIANT}@candidate")
     out = model.predict(np.zeros((2, 1, 8, 8), dtype=np.float32))
     assert np.asarray(out["logits"] if isinstance(out, dict) else out).shape[-1] == 10
+    signature = model.metadata.signature  # named inputs and outputs for a serving team
+    assert signature.inputs.input_names() == ["input"] and signature.outputs.input_names() == ["logits"]
+    assert model.metadata.saved_input_example_info is not None
+
+
+def test_a_variant_serves_without_modelpress(first_run, mlflow_server):
+    """A serving team's process: mlflow and onnxruntime, and modelpress cannot be imported."""
+    uri, _ = mlflow_server
+    script = ("import sys; sys.modules['modelpress'] = None\n"  # any import of modelpress now fails
+              "import mlflow, numpy as np\n"
+              f"mlflow.set_tracking_uri('{uri}')\n"
+              f"m = mlflow.pyfunc.load_model('models:/{VARIANT}@candidate')\n"
+              "out = m.predict({'input': np.zeros((3, 1, 8, 8), dtype=np.float32)})\n"
+              "print(np.asarray(out['logits'] if isinstance(out, dict) else out).shape)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "(3, 10)"
 
 
 def test_the_demo_command_reuses_the_source_and_the_variant(first_run, server_env):
