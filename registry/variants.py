@@ -174,7 +174,11 @@ def _quantized_as(note: dict | None) -> str:
         return ""
     if settings["mode"] == "fp16":
         return "Quantized: float16 weights and activations."
-    how = [f"{settings['mode']} {settings.get('weight_type') or 'int8'}"]
+    how = [f"{settings['mode']} int8"]
+    types = [f"{role} {settings[key]}" for role, key in (("weights", "weight_type"), ("activations", "activation_type"))
+             if settings.get(key)]
+    if types:
+        how[0] += f" ({', '.join(types)})"
     if settings.get("format"):
         how.append(settings["format"])
     how.append("per-channel" if settings.get("per_channel") else "per-tensor")

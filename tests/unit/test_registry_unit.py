@@ -61,13 +61,15 @@ def test_the_model_card_states_the_quantization_actually_used_not_the_targets_de
 
     source = SourceRef(name="m", version="1", uri="models:/m/1", run_id=None, tags={})
     target = parse_target("cpu-x86-int8")  # its default is static QOperator
-    dynamic = {"quantize": {"settings": {"mode": "dynamic", "format": None, "weight_type": "int8",
-                                         "per_channel": False, "reduce_range": False}}}
+    dynamic = {"quantize": {"settings": {"mode": "dynamic", "format": None, "weight_type": "qint8",
+                                         "activation_type": None, "per_channel": False, "reduce_range": False}}}
     card = model_card(source, target, ["export_onnx", "quantize"], {"accuracy": 0.9}, dynamic)
-    assert "Quantized: dynamic int8, per-tensor." in card.splitlines()
-    static = {"quantize": {"settings": {"mode": "static", "format": "QOperator", "weight_type": "int8",
-                                        "per_channel": True, "reduce_range": False, "calibration_method": "minmax",
-                                        "calibration_samples": 256, "calibration_split": "train"}}}
+    assert "Quantized: dynamic int8 (weights qint8), per-tensor." in card.splitlines()
+    static = {"quantize": {"settings": {"mode": "static", "format": "qoperator", "weight_type": "qint8",
+                                        "activation_type": "quint8", "per_channel": True, "reduce_range": True,
+                                        "calibration_method": "minmax", "calibration_samples": 256,
+                                        "calibration_split": "train"}}}
     card = model_card(source, target, ["export_onnx", "quantize"], {}, static)
-    assert "Quantized: static int8, QOperator, per-channel, minmax calibration on 256 train samples." in card
+    assert ("Quantized: static int8 (weights qint8, activations quint8), qoperator, per-channel, reduced range, "
+            "minmax calibration on 256 train samples.") in card
     assert "" not in model_card(source, target, ["prune"], {}).splitlines()  # no blank lines without a note
