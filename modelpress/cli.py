@@ -263,7 +263,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.pipelines.local import preflight, run_local, source_role
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry.source import SourceRef
-    from modelpress.registry.store import connect, home, tracking_uri
+    from modelpress.registry.store import connect, home
     from modelpress.registry.variants import find_variant, variant_key, variant_name
 
     trust = {"trust_pickled_source": True} if args.trust_pickled_source else {}
@@ -272,9 +272,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust,
                              data={**recipe.data.model_dump(exclude={"uri", "train", "val", "test", "run_input"}),
                                    "uri": args.data})
-    uri = tracking_uri()  # checked: a bad or dead store is one line here
+    client = connect()  # checks the URI (a bad or dead store is one line) and creates a fresh store's schema once
+    uri = client.tracking_uri
     _say(f"registry: {redact(uri)}")
-    client = connect(uri)  # creates a fresh store's schema once, before any task starts
     # A missing model or alias fails here; a corrupt file fails in the first tasks, before any compute.
     ref = preflight(client, recipe, uri)
     _say(f"{(source_role(recipe) or 'source').split()[-1]}: {recipe.source} -> {ref.version_uri}; "

@@ -75,7 +75,7 @@ def rollback(client: MlflowClient, name: str, alias: str) -> AliasMove:
     check_alias(alias)
     check_model_name(name)
     _check_exists(client, name)
-    last = next((m for m in history(client, name, alias) if m.status == "FINISHED"), None)
+    last = next((m for m in search_alias_moves(client, name, alias) if m.status == "FINISHED"), None)
     if last is None:
         raise ModelpressError(f"alias {alias!r} of {name!r} has no recorded move to roll back",
                               "aliases are rolled back only after `modelpress promote` moved them")

@@ -233,15 +233,19 @@ def _graph_tensors(values: Any) -> list[tuple[str, Any, tuple[int, ...]]]:
     return out
 
 
+def _feeds(model: Any) -> list[tuple[str, Any, tuple[int, ...]]]:
+    """The graph inputs a caller feeds (older exporters also list initializers as inputs)."""
+    initializers = {i.name for i in model.graph.initializer}
+    return _graph_tensors(v for v in model.graph.input if v.name not in initializers)
+
+
 def onnx_signature(model: Any) -> Any:
     """The MLflow signature of an ONNX model, read from its graph (what ONNX Runtime checks feeds against)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Schema, TensorSpec
 
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializers]
     return ModelSignature(
-        inputs=Schema([TensorSpec(dtype, shape, name) for name, dtype, shape in _graph_tensors(inputs)]),
+        inputs=Schema([TensorSpec(dtype, shape, name) for name, dtype, shape in _feeds(model)]),
         outputs=Schema([TensorSpec(dtype, shape, name) for name, dtype, shape in _graph_tensors(model.graph.output)]),
     )
 
@@ -250,10 +254,7 @@ def example_input(model: Any) -> dict[str, Any]:
     """One all-zero sample per input (every free dimension 1): valid for any model's types and ranks."""
     import numpy as np
 
-    initializers = {i.name for i in model.graph.initializer}
-    inputs = [v for v in model.graph.input if v.name not in initializers]
-    return {name: np.zeros(tuple(1 if d < 0 else d for d in shape), dtype=dtype)
-            for name, dtype, shape in _graph_tensors(inputs)}
+    return {name: np.zeros(tuple(1 if d < 0 else d for d in shape), dtype=dtype) for name, dtype, shape in _feeds(model)}
 
 
 def technique_tags(notes: dict[str, Any]) -> dict[str, str]:
