@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from modelpress import __version__
 from modelpress.errors import GateFailed, ModelpressError
@@ -86,9 +87,10 @@ def cmd_variants(args: argparse.Namespace) -> int:
     def metric(row: dict, key: str, fmt: str) -> str:
         return format(row["metrics"][key], fmt) if key in row["metrics"] else "-"
 
-    header = ["variant", "target", "from", "chain", "quality", "vs source", "size vs source", "latency b1",
-              "verdict", "aliases"]
-    table = [[r["uri"], r["target"], f"v{r['source_version']}", ">".join(r["chain"]), _quality(r["metrics"]),
+    header = ["variant", "target", "from", "recipe", "chain", "quality", "vs source", "size vs source",
+              "latency b1", "verdict", "aliases"]
+    table = [[r["uri"], r["target"], f"v{r['source_version']}", f"{r['recipe'] or '-'} {r['config_hash'][:8]}",
+              ">".join(r["chain"]), _quality(r["metrics"]),
               _quality_change(r["metrics"]),
               metric(r, "size_ratio", ".2f") + "x", metric(r, "latency_ratio_b1", ".2f") + "x", r["verdict"],
               ", ".join(r["aliases"]) or "-"] for r in rows]
@@ -113,7 +115,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         f"  target     {info['target']}, verdict {info['verdict']}",
         f"  metrics    {_quality(m)} ({_quality_change(m)}), size {m.get('size_ratio', float('nan')):.2f}x of source",
         f"  built by   pipeline run {info['pipeline_run_id']}, MLflow run {info['run_id']}",
-        f"  recipe     config hash {info['config_hash']}, variant key {info['key']}",
+        f"  recipe     {info['recipe'] or '(not recorded)'}, config hash {info['config_hash']}, "
+        f"variant key {info['key']}",
         f"  chain      {' > '.join(info['chain'])}"
         + (f" (training run {info['training_run_id']})" if info.get("training_run_id") else ""),
         f"  source     {src['uri']}" + ("  (deleted from the registry)" if src.get("missing") else
@@ -286,7 +289,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     for found in run.registered:  # skipped inside the pipeline: the answer is already in the registry
         m, at = found["metrics"], f"models:/{found['name']}/{found['version']}"
         if "size_ratio" in m:
-            print(f"{at} @{found['alias']}: {_quality(m)} ({_quality_change(m)}), size {m['size_ratio']:.2f}x of "
+            alias = f"@{found['alias']}" if found["alias_on"] == found["version"] else \
+                f"(@{found['alias']} stays on newer version {found['alias_on']})"
+            print(f"{at} {alias}: {_quality(m)} ({_quality_change(m)}), size {m['size_ratio']:.2f}x of "
                   f"source; `modelpress lineage {at}` for the rest")
     if not run.verdicts:
         return 0
@@ -297,7 +302,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         name = variant_name(pinned.name, verdict["target"])
         mv = find_variant(client, name, variant_key(pinned, recipe.config_hash(), verdict["target"])) \
             if verdict["passed"] else None
-        registered = (f"models:/{name}/{mv.version} @{recipe.variant.alias}" if mv else "not found") \
+        registered = (_at_alias(client, name, str(mv.version), recipe.variant.alias) if mv else "not found") \
             if verdict["passed"] else None
         rows.append((name, verdict, registered))
     print(_table(rows), flush=True)
@@ -314,6 +319,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise GateFailed(f"gate failed on {len(failed)} of {len(run.verdicts)} targets, nothing registered for "
                          + "; ".join(f"{v['target']}: {v['reason']}" for v in failed))
     return 0
+
+
+def _at_alias(client: Any, name: str, version: str, alias: str) -> str:
+    from modelpress.registry.aliases import get_alias
+
+    held = get_alias(client, name, alias)
+    return f"models:/{name}/{version} " + (f"@{alias}" if held == version else f"(@{alias} on /{held})")
 
 
 # The metric each task's result line leads with, and how it reads.
@@ -583,10 +595,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
+        from modelpress.core.telemetry import opt_out
         from modelpress.registry.store import home
 
         # torch keeps its compile cache in the temporary folder by default; keep it with the store instead.
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(home() / "cache" / "torchinductor"))
+        opt_out()  # before any task starts, so they inherit it
         return args.func(args)
     except GateFailed as exc:
         _say(f"modelpress: {exc}")

@@ -100,4 +100,8 @@ def build_image(tag: str, base_image: str, wheelhouse: Path | None, say: Callabl
                 say(f"  {line}")
             if "aux" in chunk and "ID" in chunk["aux"]:
                 image_id = chunk["aux"]["ID"]
+    image = client.images.get(image_id or tag)
+    base = client.images.get(base_image)
+    say(f"built {tag}: {image.attrs['Size'] / 2**20:.0f} MiB "
+        f"({(image.attrs['Size'] - base.attrs['Size']) / 2**20:.0f} MiB over the base image)")
     return image_id or tag

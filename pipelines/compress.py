@@ -95,10 +95,11 @@ def build_pipeline(recipe: Any = None) -> Any:
     types = {**TYPES, **{k: v for t in techniques() for k, v in t.pipeline_parameters.items()}}
 
     resources = (recipe if recipe is not None else recipe_model()()).resources
+    targets = tuple(defaults["targets"])
 
     def compress(*args: Any) -> None:
         _steps(dict(zip(names, args, strict=True)))
-        apply_to_pipeline(resources)
+        apply_to_pipeline(resources, targets)
 
     # kfp reads the parameters from the signature and passes them positionally, in this order.
     compress.__signature__ = inspect.Signature(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from modelpress.errors import ModelpressError
+from modelpress.pipelines.run_folder import ERROR_FILE, SCRATCH, hold, local_run_env, reap
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _TASK_START = re.compile(r"Executing task '([^']+)'")
@@ -103,11 +104,7 @@ def run_local(
     quiet: bool = False,
 ) -> LocalRun:
     """Run the pipeline here: each task a subprocess, or (`docker`) a container of the component image."""
-    from kfp import local
-
-    from modelpress.components.task import ERROR_FILE_ENV
-    from modelpress.pipelines.arguments import pipeline_arguments
-    from modelpress.pipelines.compress import build_pipeline
+    from modelpress.registry.store import connect
 
     if docker and not tracking_uri.startswith(("http://", "https://")):
         raise ModelpressError(
@@ -115,28 +112,45 @@ def run_local(
             "set MLFLOW_TRACKING_URI=http://127.0.0.1:<port> (containers share the host network)",
         )
     runs_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed mid-way left RUNNING MLflow runs and scratch files: settle them first.
+    reap(runs_dir, lambda: connect(tracking_uri), lambda line: print(line, file=sys.stderr, flush=True))
     # One folder per run (pipeline root, task log, error file), so parallel runs never share a file.
     run_dir = Path(tempfile.mkdtemp(prefix=time.strftime("run-%Y%m%d-%H%M%S-"), dir=runs_dir))
+    with hold(run_dir):
+        return _run_in(run_dir, recipe, tracking_uri, force, verbose, docker, quiet)
+
+
+def _run_in(run_dir: Path, recipe: Any, tracking_uri: str, force: bool, verbose: bool, docker: bool,
+            quiet: bool) -> LocalRun:
+    from kfp import local
+
+    from modelpress.components.task import ERROR_FILE_ENV
+    from modelpress.core.telemetry import opt_out
+    from modelpress.pipelines.arguments import pipeline_arguments
+    from modelpress.pipelines.compress import build_pipeline
+
     log_path = run_dir / "tasks.log"
     # Where a failing task writes its one-line reason; under the run's folder, which containers see too.
-    err_path = str(run_dir / ".modelpress-error.txt")
+    err_path = str(run_dir / ERROR_FILE)
     Path(err_path).touch()
-    os.environ[ERROR_FILE_ENV] = err_path
+    # Tasks inherit these (a container gets them passed): the error file, the tag for their MLflow runs, and
+    # the libraries' telemetry opt-outs.
+    task_env = {ERROR_FILE_ENV: err_path, **local_run_env(run_dir), **opt_out()}
     if docker:
         # The image runs as a non-root user; it writes outputs (and a failure's reason) under the mounted root.
-        runs_dir.chmod(0o777)
+        run_dir.parent.chmod(0o777)
         run_dir.chmod(0o777)
         Path(err_path).chmod(0o666)
-        runner = local.DockerRunner(network_mode="host", environment={ERROR_FILE_ENV: err_path})
+        runner = local.DockerRunner(network_mode="host", environment=task_env)
     else:
         runner = local.SubprocessRunner(use_venv=False)
     local.init(runner, pipeline_root=str(run_dir))
     # Every task's scratch (kfp's `mktemp -d` per task, our tempfile folders) goes under the run and is
     # removed with it, instead of a dozen folders per run left in /tmp.
-    scratch = run_dir / "tmp"
+    scratch = run_dir / SCRATCH
     scratch.mkdir()
-    saved_tmp = os.environ.get("TMPDIR")
-    os.environ["TMPDIR"] = str(scratch)
+    saved = {k: os.environ.get(k) for k in [*task_env, "TMPDIR"]}
+    os.environ.update(task_env, TMPDIR=str(scratch))
     # kfp.local wraps sys.stdout/sys.stderr while a task streams its log; with the targets' tasks in
     # threads, a wrapper can outlive the run and indent what the CLI prints next. Put them back after.
     streams = sys.stdout, sys.stderr
@@ -159,11 +173,11 @@ def run_local(
                 ) from None
     finally:
         sys.stdout, sys.stderr = streams
-        os.environ.pop(ERROR_FILE_ENV, None)
-        if saved_tmp is None:
-            os.environ.pop("TMPDIR", None)
-        else:
-            os.environ["TMPDIR"] = saved_tmp
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         shutil.rmtree(scratch, ignore_errors=True)
         Path(err_path).unlink(missing_ok=True)
     return _collect(run_dir, log_path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,17 @@ from modelpress.validators.data_checks import DataChecksConfig
 from modelpress.validators.gates import Gate, active_gates, gates_for
 from modelpress.validators.model_checks import ModelChecksConfig
 
+RECIPE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
 
 class RecipeBase(FrozenConfig):
     """Everything a recipe says except the techniques' own sections (added by `recipe_model`)."""
 
+    name: str = Field(
+        default="default", pattern=RECIPE_NAME,
+        description="The recipe's name, tagged on the variants it registers (`modelpress variants` shows it); "
+        "default: the recipe file's name without its extension. Not part of the variant key.",
+    )
     source: str = Field(
         default="models:/digits-cnn@champion",
         description="Source model in the registry: models:/<name>@<alias> or models:/<name>/<n>.",
@@ -207,10 +215,11 @@ class RecipeBase(FrozenConfig):
         """Hash of what shapes the variant and its acceptance.
 
         Source version and target are separate parts of the variant key; evaluate and
-        data-check settings only change how it is measured, so they are left out.
+        data-check settings only change how it is measured, and the name, the alias and the
+        tasks' resources do not change it at all, so they are left out.
         """
-        body = self.model_dump(mode="json", exclude={"source", "targets", "evaluate", "data_checks",
-                                                     "trust_pickled_source", "resources"})
+        body = self.model_dump(mode="json", exclude={"name", "source", "targets", "evaluate", "data_checks",
+                                                     "trust_pickled_source", "resources", "variant"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
     def chain(self, target: str | None = None) -> list[str]:
@@ -266,6 +275,12 @@ def _unique_keys_loader() -> type:
     return UniqueKeys
 
 
+def _name_from(path: Path) -> str:
+    """A recipe name from its file name: characters a name may not hold become '-'."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", path.stem)[:64]
+    return name if re.fullmatch(RECIPE_NAME, name) else "recipe"
+
+
 def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
     """Read a YAML or JSON recipe (or the defaults) and apply CLI overrides."""
     data: dict[str, Any] = {}
@@ -290,6 +305,7 @@ def load_recipe(path: str | Path | None = None, **overrides: Any) -> Recipe:
         if not isinstance(data, dict):
             raise ModelpressError(f"{p}: the top level must be a mapping of sections, not a "
                                   f"{type(data).__name__}", "write `section: value` lines, as in recipes/")
+        data.setdefault("name", _name_from(p))
     if overrides.get("target") is not None:  # --target replaces the recipe's target(s)
         data.pop("targets", None)
     data.update({k: v for k, v in overrides.items() if v is not None})

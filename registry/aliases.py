@@ -55,7 +55,7 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str, action:
         _experiment(client),
         run_name=f"{action} {name}@{alias} -> {version}",
         tags={T.KIND: T.ALIAS_MOVE, T.MOVE_MODEL: name, T.MOVE_ALIAS: alias, T.MOVE_FROM: before or "",
-              T.MOVE_TO: str(version), T.MOVE_ACTION: action},
+              T.MOVE_TO: str(version), T.MOVE_ACTION: action, **T.origin_tags()},
     )
     try:
         retrying(lambda: client.set_registered_model_alias(name, alias, str(version)))

@@ -36,7 +36,7 @@ def list_variants(client: MlflowClient, source: str) -> list[dict[str, Any]]:
                     "target": mv.tags[T.TARGET], "source_version": mv.tags[T.SOURCE_VERSION],
                     "chain": mv.tags[T.CHAIN].split(">"), "aliases": _aliases(rm.aliases, mv.version),
                     "verdict": mv.tags[T.VERDICT], "config_hash": mv.tags[T.CONFIG_HASH],
-                    "created_ms": mv.creation_timestamp, "metrics": T.metrics_from_tags(mv.tags),
+                    "recipe": mv.tags.get(T.RECIPE), "created_ms": mv.creation_timestamp, "metrics": T.metrics_from_tags(mv.tags),
                 })
         token = page.token
         if not token:
@@ -64,7 +64,7 @@ def lineage(client: MlflowClient, uri: str) -> dict[str, Any]:
     return {
         "variant": ref.version_uri, "aliases": _aliases(aliases, ref.version), "target": t[T.TARGET],
         "verdict": t[T.VERDICT], "chain": t[T.CHAIN].split(">"), "config_hash": t[T.CONFIG_HASH],
-        "key": t[T.KEY], "pipeline_run_id": t.get(T.PIPELINE_RUN), "run_id": ref.run_id,
+        "recipe": t.get(T.RECIPE), "key": t[T.KEY], "pipeline_run_id": t.get(T.PIPELINE_RUN), "run_id": ref.run_id,
         "training_run_id": t.get(T.TRAINING_RUN), "dataset": t.get(T.DATASET), "source": source,
         "metrics": T.metrics_from_tags(t), "data": data,
     }

@@ -25,7 +25,8 @@ def log_training_run(
     run = client.create_run(
         experiment_id,
         run_name=f"{technique} {source}" + (f" for {targets}" if targets else ""),
-        tags={T.KIND: "training", T.PREFIX + "technique": technique, T.PREFIX + "source.uri": source},
+        tags={T.KIND: "training", T.PREFIX + "technique": technique, T.PREFIX + "source.uri": source,
+              **T.origin_tags()},
     )
     now = int(time.time() * 1000)
     params = [Param(k, v if isinstance(v, str) else json.dumps(v, sort_keys=True)[:6000])
@@ -51,7 +52,7 @@ def log_failed_verdict(
         run_name=f"verdict FAILED {source} for {target}",
         tags={T.KIND: "verdict", T.VERDICT: "failed", T.TARGET: target, T.PREFIX + "source.uri": source,
               T.CONFIG_HASH: config_hash, T.CHAIN: ">".join(chain),
-              **({T.PIPELINE_RUN: pipeline_run_id} if pipeline_run_id else {})},
+              **({T.PIPELINE_RUN: pipeline_run_id} if pipeline_run_id else {}), **T.origin_tags()},
     )
     now = int(time.time() * 1000)
     rows = [Metric(k, float(v), now, 0) for k, v in sorted(metrics.items())]

@@ -164,7 +164,8 @@ def register_source(
     # MLflow resolves the logged model's models:/m-... URI through its global store, so the whole
     # registration happens with the global URIs pointed at the client's store.
     with fluent(client) as experiment_id:
-        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{name}") as run:
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"train-{name}",
+                              tags=T.origin_tags()) as run:
             mlflow.log_metrics(metrics)
             mlflow.log_dict(json.loads(manifest.model_dump_json()), "manifest.json")
             info = mlflow.pyfunc.log_model(

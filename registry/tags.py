@@ -1,4 +1,8 @@
-"""Tag keys modelpress writes on model versions: one place, one prefix."""
+"""Tag keys modelpress writes on model versions and runs: one place, one prefix."""
+
+from __future__ import annotations
+
+import os
 
 PREFIX = "modelpress."
 KIND = PREFIX + "kind"  # "source" or "variant"
@@ -16,6 +20,12 @@ TRAINING_RUN = PREFIX + "training_run_id"  # on a variant: the MLflow run that t
 VARIANT = PREFIX + "variant"  # on a training run: the variant it produced
 METRIC = PREFIX + "metric."
 NOTE = PREFIX + "note."
+RECIPE = PREFIX + "recipe"  # on a variant: the name of the recipe that registered it
+
+# On every MLflow run a local pipeline run's tasks open: that run's folder, so the next start can
+# mark the runs of a killed pipeline KILLED (pipelines/local.py). Absent on a cluster.
+LOCAL_RUN = PREFIX + "local_run"
+LOCAL_RUN_ENV = "MODELPRESS_LOCAL_RUN"
 
 # Alias history: one MLflow run per alias move (append-only, so concurrent moves never overwrite it).
 ALIAS_MOVE = "alias_move"  # the KIND of such a run
@@ -33,3 +43,9 @@ def metric_tags(metrics: dict[str, float]) -> dict[str, str]:
 
 def metrics_from_tags(tags: dict[str, str]) -> dict[str, float]:
     return {k.removeprefix(METRIC): float(v) for k, v in tags.items() if k.startswith(METRIC)}
+
+
+def origin_tags() -> dict[str, str]:
+    """The tags that say which local pipeline run opened an MLflow run, if a local one did."""
+    folder = os.environ.get(LOCAL_RUN_ENV)
+    return {LOCAL_RUN: folder} if folder else {}

@@ -20,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -52,6 +52,13 @@ class VariantConfig(FrozenConfig):
         "- and _, starting with a letter; MLflow reserves latest and v<N>.",
     )
 
+    move_alias: Literal["newer", "always"] = Field(
+        default="newer",
+        description="When the alias moves to this run's variant. newer: only when it is newer than the version "
+        "the alias names now (built from a later source version, or from the same one and registered later), so "
+        "a rerun of an older recipe or a run on an older source leaves it; always: to every passing variant.",
+    )
+
     @field_validator("alias")
     @classmethod
     def _usable(cls, alias: str) -> str:
@@ -66,10 +73,39 @@ class VariantRef:
     version: str
     alias: str
     created: bool  # False when an identical earlier registration was reused
+    alias_on: str  # the version the alias names after this run (another one when it did not move)
 
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+    def describe(self) -> str:
+        if self.alias_on == self.version:
+            return f"{self.uri} @{self.alias}"
+        return f"{self.uri} (@{self.alias} stays on newer version {self.alias_on}; variant.move_alias: always moves it)"
+
+
+def _order(mv: Any) -> tuple[int, int]:
+    """Which variant is newer: the later source version first, then the later registration."""
+    source = (mv.tags or {}).get(T.SOURCE_VERSION, "")
+    return (int(source) if source.isdigit() else 0, int(mv.version))
+
+
+def point_alias(client: MlflowClient, name: str, config: VariantConfig, mv: Any, action: str) -> str:
+    """Move `config.alias` of `name` to version `mv` as its policy allows; returns the version it names after."""
+    from mlflow.exceptions import MlflowException
+
+    from modelpress.registry.aliases import get_alias
+
+    held = get_alias(client, name, config.alias)
+    if held is not None and held != str(mv.version) and config.move_alias == "newer":
+        try:
+            if _order(client.get_model_version(name, held)) > _order(mv):
+                return held
+        except MlflowException:  # the version it names was deleted: move it
+            pass
+    set_alias(client, name, config.alias, str(mv.version), action)
+    return str(mv.version)
 
 
 def variant_name(source_name: str, target: str) -> str:
@@ -197,8 +233,8 @@ def log_variant_run(client: MlflowClient, model_dir: Path, target: HardwareTarge
     import mlflow
 
     model = artifacts.check_onnx(artifacts.onnx_file(model_dir), "candidate model")
-    with fluent(client) as experiment_id, mlflow.start_run(experiment_id=experiment_id,
-                                                          run_name=f"register-{name}") as run:
+    with fluent(client) as experiment_id, mlflow.start_run(experiment_id=experiment_id, run_name=f"register-{name}",
+                                                          tags=T.origin_tags()) as run:
         mlflow.set_tags({k: v for k, v in version_tags.items() if not k.startswith(T.METRIC)})
         mlflow.log_metrics(metrics)
         mlflow.log_dict(verdict, "verdict.json")
@@ -276,12 +312,18 @@ def register_variant(
     metrics: dict[str, float],
     verdict: dict[str, Any],
     pipeline_run_id: str,
-    alias: str = DEFAULT_ALIAS,
+    config: VariantConfig | None = None,
+    recipe: str | None = None,
     notes: dict[str, Any] | None = None,
     attachments: dict[str, str] | None = None,
     training_run_id: str | None = None,
 ) -> VariantRef:
-    """Register a passing candidate as a version of `<source>.<target>`, or reuse the one with its key."""
+    """Register a passing candidate as a version of `<source>.<target>`, or reuse the one with its key.
+
+    `config`: the recipe's variant section (alias and when it moves; default: `candidate`, newer only).
+    `recipe`: the recipe's name, tagged on a new version so `variants` tells recipes apart.
+    """
+    config = config or VariantConfig()
     # MLflow resolves the logged model's models:/m-... URI through its global store.
     with fluent(client):
         if not verdict.get("passed"):
@@ -295,7 +337,7 @@ def register_variant(
         repair(client, name)
         existing = find_variant(client, name, key)
         if existing is not None:
-            return _reuse(client, name, existing, alias, training_run_id)
+            return _reuse(client, name, existing, config, training_run_id)
 
         version_tags = {
             T.KIND: "variant",
@@ -312,6 +354,8 @@ def register_variant(
             **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
             **technique_tags(notes or {}),
         }
+        if recipe:
+            version_tags[T.RECIPE] = recipe
         if dataset := source.tags.get(T.DATASET):
             version_tags[T.DATASET] = dataset
         if training_run_id:
@@ -328,15 +372,15 @@ def register_variant(
             # A concurrent run with the same key got there first: keep one version.
             retrying(lambda: client.delete_model_version(name, mv.version))
             client.set_tag(run_id, T.VARIANT, f"models:/{name}/{winner.version} (duplicate, deleted)")
-            return _reuse(client, name, winner, alias, training_run_id)
-        set_alias(client, name, alias, str(mv.version), "register")
+            return _reuse(client, name, winner, config, training_run_id)
+        alias_on = point_alias(client, name, config, mv, "register")
         if training_run_id:  # and back: the training run names what it produced
             client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version}")
-        return VariantRef(name, str(mv.version), alias, created=True)
+        return VariantRef(name, str(mv.version), config.alias, created=True, alias_on=alias_on)
 
 
-def _reuse(client: MlflowClient, name: str, mv: Any, alias: str, training_run_id: str | None) -> VariantRef:
-    set_alias(client, name, alias, str(mv.version), "reuse")
+def _reuse(client: MlflowClient, name: str, mv: Any, config: VariantConfig, training_run_id: str | None) -> VariantRef:
+    alias_on = point_alias(client, name, config, mv, "reuse")
     if training_run_id:  # a re-run trained again; say which variant already stands for it
         client.set_tag(training_run_id, T.VARIANT, f"models:/{name}/{mv.version} (already registered)")
-    return VariantRef(name, str(mv.version), alias, created=False)
+    return VariantRef(name, str(mv.version), config.alias, created=False, alias_on=alias_on)

@@ -135,3 +135,27 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path | None = None) -> su
         [sys.executable, "-m", "modelpress", *args],
         env=env, cwd=cwd or REPO, capture_output=True, text=True, timeout=600,
     )
+
+
+def run_readme_script(script: str, env: dict[str, str], tmp: Path) -> subprocess.CompletedProcess:
+    """Run README commands as written (with this venv), from a folder holding only what they name (examples/,
+    recipes/) and with a TMPDIR of their own; then check that they wrote nothing there (the store is
+    MODELPRESS_HOME or the server) and that modelpress left nothing in TMPDIR.
+
+    The example scripts stand in for the user's own code and get a TMPDIR apart: what their libraries leave
+    (torch.export's empty inductor cache folder, say) is theirs, not modelpress's.
+    """
+    work, scratch, users = tmp / "work", tmp / "tmp", tmp / "user-tmp"
+    for folder in (work, scratch, users):
+        folder.mkdir()
+    for name in ("examples", "recipes"):
+        (work / name).symlink_to(REPO / name)
+    bin_dir = Path(sys.executable).parent
+    script = script.replace(".venv/bin/", f"{bin_dir}/")
+    script = script.replace(f"{bin_dir}/python examples/", f"env TMPDIR={users} {bin_dir}/python examples/")
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=work, env={**env, "TMPDIR": str(scratch)},
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert sorted(p.name for p in work.iterdir()) == ["examples", "recipes"]  # nothing written beside the store
+    assert sorted(p.name for p in scratch.iterdir()) == []  # every temporary file of modelpress's removed
+    return proc

@@ -216,6 +216,15 @@ def check_dataset(data: DatasetSplits, config: DataChecksConfig) -> DataReport:
     """Validate every split; the train split sets the expected shapes, classes and value ranges."""
     import numpy as np
 
+    from modelpress.errors import ModelpressError
+
+    # Nothing to check on, and nothing later steps could use: refused here, with the split named.
+    empty = [s for s in ("train", "val", "test") if len(next(iter(data.get(s).inputs.values()))) == 0]
+    if empty:
+        raise ModelpressError(f"dataset {data.name}: the {' and '.join(empty)} split{'s' * (len(empty) > 1)} "
+                              f"{'have' if len(empty) > 1 else 'has'} no samples",
+                              "give every split at least one row, or drop the split column or files and let "
+                              "modelpress split the data (data.split)")
     classification = data.has_labels and data.info.get("task", "classification") == "classification"
     labels = sorted(int(v) for v in np.unique(data.train.labels)) if classification else None
     fixed = data.info.get("fixed_inputs")  # names of inputs without a dynamic axis; None: all of them

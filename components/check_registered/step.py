@@ -22,12 +22,17 @@ def check_registered_step(run_json: str, variant_json: str, targets: list[str], 
     from modelpress.core.run_context import parse_run
     from modelpress.registry import source as src
     from modelpress.registry import tags as T
-    from modelpress.registry.aliases import set_alias
     from modelpress.registry.store import connect
-    from modelpress.registry.variants import VariantConfig, find_variant, variant_key, variant_name
+    from modelpress.registry.variants import (
+        VariantConfig,
+        find_variant,
+        point_alias,
+        variant_key,
+        variant_name,
+    )
 
     run = parse_run(run_json)
-    alias = parse_config(VariantConfig, variant_json, "variant").alias
+    variant = parse_config(VariantConfig, variant_json, "variant")
     client = connect(tracking_uri)
     ref = src.resolve_source(client, run.source)
     say(f"source: {run.source} -> {ref.version_uri}")
@@ -40,11 +45,12 @@ def check_registered_step(run_json: str, variant_json: str, targets: list[str], 
         if mv is None:
             todo.append(target)
             continue
-        set_alias(client, name, alias, str(mv.version), "reuse")
-        found.append({"target": target, "name": name, "version": str(mv.version), "alias": alias,
-                      "metrics": T.metrics_from_tags(mv.tags)})
+        alias_on = point_alias(client, name, variant, mv, "reuse")
+        found.append({"target": target, "name": name, "version": str(mv.version), "alias": variant.alias,
+                      "alias_on": alias_on, "metrics": T.metrics_from_tags(mv.tags)})
+        where = "set" if alias_on == str(mv.version) else f"stays on newer version {alias_on}"
         say(f"models:/{name}/{mv.version} is already registered for {ref.version_uri}, this recipe and {target}; "
-            f"not run again (alias @{alias} set; --force runs it anyway)")
+            f"not run again (@{variant.alias} {where}; --force runs it anyway)")
     Path(registered_out).write_text(json.dumps(found, indent=2))
     if not todo:
         say("every target's variant is registered already: nothing else runs")

@@ -158,11 +158,12 @@ def log_trials(client: Any, experiment_id: str, pts: list[TrialPoint], failed: l
     front = {p.number for p in pareto_front(pts)}
     parent = client.create_run(experiment_id, run_name=f"nas {summary['study']}", tags={
         T.KIND: "nas-search", "modelpress.nas.study": summary["study"], "modelpress.nas.sampler": summary["sampler"],
-        "modelpress.nas.rule": summary["rule"], "modelpress.nas.chosen_trial": str(chosen.number)})
+        "modelpress.nas.rule": summary["rule"], "modelpress.nas.chosen_trial": str(chosen.number),
+        **T.origin_tags()})
     pid = parent.info.run_id
     for p in pts:
         child = client.create_run(experiment_id, run_name=f"trial {p.number}", tags={
-            "mlflow.parentRunId": pid, T.KIND: "nas-trial", "modelpress.nas.state": "COMPLETE",
+            "mlflow.parentRunId": pid, T.KIND: "nas-trial", "modelpress.nas.state": "COMPLETE", **T.origin_tags(),
             "modelpress.nas.feasible": str(p.feasible).lower(), "modelpress.nas.on_front": str(p.number in front).lower(),
             "modelpress.nas.chosen": str(p.number == chosen.number).lower(),
             **({"modelpress.nas.retry_of": str(p.retry_of)} if p.retry_of is not None else {})})
@@ -173,7 +174,7 @@ def log_trials(client: Any, experiment_id: str, pts: list[TrialPoint], failed: l
         client.set_terminated(child.info.run_id)
     for f in failed:
         child = client.create_run(experiment_id, run_name=f"trial {f['number']}", tags={
-            "mlflow.parentRunId": pid, T.KIND: "nas-trial", "modelpress.nas.state": f["state"],
+            "mlflow.parentRunId": pid, T.KIND: "nas-trial", "modelpress.nas.state": f["state"], **T.origin_tags(),
             "modelpress.nas.trial": str(f["number"]), "modelpress.nas.error": f.get("error", "")[:500]})
         client.set_terminated(child.info.run_id, status="FAILED")
     out_dir.mkdir(parents=True, exist_ok=True)

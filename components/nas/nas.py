@@ -39,6 +39,9 @@ class Nas(Technique):
     def needs_labels(self, config: NasConfig) -> bool:  # type: ignore[override]
         return True
 
+    def training_tasks(self) -> tuple[str, ...]:
+        return ("nas-worker",)  # each worker trains its trials' students
+
     def parameter_values(self, config: NasConfig | None) -> dict[str, Any]:  # type: ignore[override]
         return {"nas_workers": list(range(config.workers)) if config is not None else []}
 

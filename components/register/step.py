@@ -49,10 +49,11 @@ def register_step(
         metrics=flat_metrics(evaluation),
         verdict={k: verdict[k] for k in ("passed", "reason", "results")},
         pipeline_run_id=pipeline_run_id,
-        alias=config.alias,
+        config=config,
+        recipe=run.recipe,
         notes=notes,
         attachments=attachments,
         training_run_id=notes.get("distill", {}).get("training_run_id"),
     )
-    say(f"{'registered' if ref.created else 'already registered'} {ref.uri} @{ref.alias}")
+    say(f"{'registered' if ref.created else 'already registered'} {ref.describe()}")
     return ref.uri

@@ -20,6 +20,7 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 import torch
+from byom_tracking import use_experiment  # this folder's helper: where the runs go
 from mlflow import MlflowClient
 from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
@@ -129,6 +130,7 @@ def main() -> int:
         f"test RMSE {scores['test_rmse']:.2f} (onnxruntime matches numpy un-scaling)")
 
     # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    use_experiment()
     with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name="diabetes-mlp") as run,
           tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / "diabetes.csv"

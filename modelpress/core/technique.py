@@ -143,6 +143,14 @@ class Technique(ABC):
             out.append(getattr(importlib.import_module(module), fn))
         return out
 
+    def training_tasks(self) -> tuple[str, ...]:
+        """Names of its tasks that train a network (they get the recipe's `resources.training`). By default its
+        one component's task, when it changes weights of a model it can train; kfp names a task after its
+        component function, with hyphens."""
+        if not self.changes_weights or self.input_format == "onnx":
+            return ()
+        return (self.component.partition(":")[2].replace("_", "-"),)
+
     def describe(self, result: Result) -> list[str]:
         """Progress lines after apply(): what changed, in a person's words."""
         return [f"{self.name}: " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(result.metrics.items())[:8])]

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_readme_script
 from tests.integration.test_bad_input import assert_refused, registry_state
 
 pytestmark = [pytest.mark.integration, pytest.mark.long]
@@ -38,14 +36,11 @@ def _mlflow_on_the_test_server(mlflow_server):
 
 
 @pytest.fixture(scope="module")
-def byom(server_env):
+def byom(server_env, tmp_path_factory):
     """Run the README section's commands once (they register three sources and four variants)."""
-    script = readme_commands().replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    script = readme_commands()
     assert "modelpress run" in script
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=server_env,
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    return run_readme_script(script, server_env, tmp_path_factory.mktemp("byom"))
 
 
 def _versions(client, name: str) -> list:

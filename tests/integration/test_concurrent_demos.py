@@ -1,11 +1,14 @@
 """Three `modelpress demo` started together on a fresh folder: all succeed, on one source version, and leave no
-temporary files behind."""
+temporary files behind. Then one killed mid-run: the next start settles what it left."""
 
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from mlflow import MlflowClient
@@ -36,3 +39,21 @@ def test_three_demos_at_once_on_a_fresh_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]  # nothing written beside the store folder
     assert list(scratch.iterdir()) == []
     assert sum(1 for line in outs[0][1].splitlines() if "training digits-cnn" in line) <= 1
+
+    # SIGKILL while the tasks run (the CLI and every task it started), then the next start settles it.
+    cmd = [sys.executable, "-m", "modelpress", "demo", "--quiet"]
+    victim = subprocess.Popen([*cmd, "--force"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any("Executing task 'resolve" in re.sub(r"\x1b\[[0-9;]*m", "", p.read_text())
+                  for p in (home / "runs").glob("run-*/tasks.log") if (p.parent / ".running").exists()):
+        assert victim.poll() is None and time.monotonic() < deadline, "the run ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    again = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "an earlier run was killed mid-way" in again.stderr
+    experiment = client.get_experiment_by_name("modelpress").experiment_id
+    assert client.search_runs([experiment], "attributes.status = 'RUNNING'") == []
+    assert not list((home / "runs").glob("run-*/.running")) and not list((home / "runs").glob("run-*/tmp"))

@@ -70,7 +70,21 @@ def image(tmp_path_factory) -> str:
                    dict(os.environ))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "building modelpress-e2e" in proc.stderr and "(network none)" in proc.stderr
+    assert f"built {tag}: " in proc.stderr and "MiB over the base image" in proc.stderr
     return tag
+
+
+def test_the_wheelhouse_is_in_no_layer_of_the_image(image):
+    """Two stages: the runtime image copies the installed packages, never the wheels they came from."""
+    import docker
+
+    history = docker.from_env().images.get(image).history()
+    assert history and not [h for h in history if "wheel" in h.get("CreatedBy", "")]
+    listing = subprocess.run(["docker", "run", "--rm", "--network", "none", image, "sh", "-c",
+                              "ls /tmp; python3 -c 'import torch, os; print(os.path.isdir(os.path.join("
+                              "os.path.dirname(torch.__file__), \"test\")))'"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert listing == ["False"]  # nothing left in /tmp, and torch's C++ test programs dropped
 
 
 def test_the_image_runs_as_a_non_root_user(image):

@@ -294,3 +294,44 @@ def test_variants_and_lineage_read_back(mlflow_server, server_env, reg_source, v
     assert info["source"]["dataset"] == "sklearn-digits" and info["chain"] == ["export_onnx", "quantize"]
     text = run_cli(["lineage", f"models:/{v['name']}/{v['version']}"], server_env).stdout
     assert f"source     models:/reg-src/{reg_source.version}, dataset sklearn-digits" in text
+
+
+def test_candidate_moves_only_to_a_newer_variant_unless_asked(mlflow_server, server_env, variant_model, tmp_path):
+    """A rerun of an older recipe, or a run on an older source version, leaves `candidate` where it is."""
+    from modelpress.core.hardware import parse_target
+    from modelpress.registry.aliases import get_alias
+    from modelpress.registry.source import register_source
+    from modelpress.registry.variants import VariantConfig, register_variant
+
+    uri, _ = mlflow_server
+    client, old_source = _register_source(uri, "alias-src", tmp_path / "a")
+    new_source = register_source(client, "alias-src", tmp_path / "a" / "src", "champion", metrics={}, description="v2")
+    name = "alias-src.cpu-x86-int8"
+
+    def register(source, config_hash: str, recipe: str, **variant):
+        return register_variant(
+            client, source=source, model_dir=variant_model, target=parse_target("cpu-x86-int8"),
+            chain=["export_onnx", "quantize"], config_hash=config_hash, metrics={"accuracy": 0.97},
+            verdict={"passed": True, "reason": "all gates passed", "results": []}, pipeline_run_id="alias-test",
+            config=VariantConfig(**variant), recipe=recipe)
+
+    a = register(new_source, "a1a1a1a1a1a1a1a1", "recipe-a")
+    assert (a.version, a.alias_on) == ("1", "1")
+    older_source = register(old_source, "b2b2b2b2b2b2b2b2", "recipe-b")  # a later version, from an older source
+    assert older_source.created and (older_source.version, older_source.alias_on) == ("2", "1")
+    c = register(new_source, "c3c3c3c3c3c3c3c3", "recipe-c")
+    assert (c.version, c.alias_on) == ("3", "3")
+    rerun = register(new_source, "a1a1a1a1a1a1a1a1", "recipe-a")  # a no-op rerun of the older recipe
+    assert not rerun.created and (rerun.version, rerun.alias_on) == ("1", "3")
+    assert "stays on newer version 3" in rerun.describe()
+    assert get_alias(client, name, "candidate") == "3"
+    asked = register(new_source, "a1a1a1a1a1a1a1a1", "recipe-a", move_alias="always")
+    assert asked.alias_on == "1" == get_alias(client, name, "candidate")
+    # Each alias is judged on its own: a fresh alias is set wherever it is first asked for.
+    assert register(old_source, "b2b2b2b2b2b2b2b2", "recipe-b", alias="nightly").alias_on == "2"
+
+    rows = json.loads(run_cli(["variants", "alias-src", "--json"], server_env).stdout)
+    assert [(r["version"], r["recipe"], r["config_hash"][:4]) for r in rows] == [
+        ("1", "recipe-a", "a1a1"), ("2", "recipe-b", "b2b2"), ("3", "recipe-c", "c3c3")]
+    table = run_cli(["variants", "alias-src"], server_env).stdout
+    assert "recipe-c c3c3c3c3" in table and "| recipe " in table

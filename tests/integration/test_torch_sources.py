@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli, run_readme_script
 from tests.integration.test_bad_input import assert_refused, registry_state
 from tests.integration.test_byom import _metric, _versions, readme_commands
 
@@ -24,14 +22,11 @@ SECTION = "## Bring your own torch model"
 
 
 @pytest.fixture(scope="module")
-def torch_byom(server_env):
+def torch_byom(server_env, tmp_path_factory):
     """Run the README section's commands once (five sources, seven variants)."""
-    script = readme_commands(SECTION).replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    script = readme_commands(SECTION)
     assert script.count("modelpress run") == 7
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=REPO, env=server_env,
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+    return run_readme_script(script, server_env, tmp_path_factory.mktemp("torch-byom"))
 
 
 def _note(mv, key: str) -> dict:

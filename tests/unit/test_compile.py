@@ -208,6 +208,27 @@ def test_every_task_gets_requests_and_limits_from_the_recipe(tmp_path):
         .config_hash()
 
 
+def test_gpu_targets_evaluate_on_a_gpu_and_a_recipe_can_say_otherwise(tmp_path):
+    from modelpress.pipelines.compile import compile_pipeline
+    from modelpress.pipelines.recipe import load_recipe
+
+    def accelerators(**recipe) -> dict[str, dict]:
+        spec = yaml.safe_load(compile_pipeline(tmp_path / "p.yaml", load_recipe(None, **recipe)).read_text())
+        return {k.removeprefix("exec-"): {a: b for a, b in v["container"]["resources"]["accelerator"].items()
+                                          if a.startswith("resource")}
+                for k, v in spec["deploymentSpec"]["executors"].items()
+                if "accelerator" in v["container"].get("resources", {})}
+
+    assert accelerators(targets=["nvidia-cuda-fp16", "nvidia-trt-int8"]) == {
+        "evaluate": {"resourceType": "nvidia.com/gpu", "resourceCount": "1"}}  # only where the model runs on it
+    assert accelerators(targets=["cpu-x86-int8"]) == {}
+    # One fan-out serves every target, so a mixed recipe asks for nothing unless it says so.
+    assert accelerators(targets=["cpu-x86-int8", "nvidia-trt-int8"]) == {}
+    assert accelerators(targets=["cpu-x86-int8", "nvidia-trt-int8"], resources={
+        "tasks": {"evaluate": {"accelerator": "nvidia.com/gpu", "accelerator_count": 2}}}) == {
+        "evaluate": {"resourceType": "nvidia.com/gpu", "resourceCount": "2"}}
+
+
 @pytest.mark.parametrize(("body", "needle"), [
     ("resources: {tasks: {distil: {cpu: '2'}}}\n", "resources.tasks names distil"),
     ("resources: {default: {cpu: two}}\n", "resources.default.cpu"),

@@ -44,6 +44,11 @@ def test_its_metrics_chain_and_needs_are_derived(toy):
                         gates=[{"metric": "toy_weights_changed", "value": {"lower": 1}}])
     assert gated.gates[0].metric == "toy_weights_changed"
     assert load_recipe().toy is None  # a recipe without the section: its step passes the model through
+    from modelpress.pipelines.resources import ResourcesConfig, training_tasks
+
+    # It trains a torch model, so its task gets the training resources; the built-in list is derived the same way.
+    assert training_tasks() == {"distill", "prune", "qat", "deep-compress", "nas-worker", "toy"}
+    assert ResourcesConfig().for_task("toy").cpu == "2" and ResourcesConfig().for_task("quantize").cpu == "500m"
 
 
 def test_it_appears_in_the_compiled_pipeline(toy, tmp_path: Path):

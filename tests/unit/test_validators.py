@@ -124,6 +124,14 @@ def test_clean_digits_meet_every_expectation(digits):
     assert "| test | expect_column_values_to_be_between | input.nan_count | pass |" in render_markdown(report)
 
 
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_an_empty_split_is_one_line_not_a_crash(digits, split):
+    empty = digits.with_split(split, x=digits.x_test[:0], y=digits.y_test[:0])
+    with pytest.raises(ModelpressError, match=f"the {split} split has no samples") as err:
+        check_dataset(empty, DataChecksConfig())
+    assert "data.split" in str(err.value)
+
+
 def test_nan_and_infinity_are_named(digits):
     x = digits.x_test.copy()
     x[3, 0, 1, 1] = np.nan
