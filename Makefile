@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup clean
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range
+bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py
@@ -54,6 +54,9 @@ bench-distill: setup
 # About 15 minutes on 2 cores: 3 seeds x (NSGA-II, random) x 40 trials, then full trainings.
 bench-nas: setup
 	$(BIN)/python benchmarks/nas_digits.py
+
+bench-startup: setup
+	$(BIN)/python benchmarks/task_startup.py
 
 bench-deep-compress: setup
 	$(BIN)/python benchmarks/deep_compress_digits.py

@@ -85,7 +85,9 @@ def _data_file(client, model: str, name: str, dst: Path) -> Path:
     import mlflow
 
     run_id = client.get_model_version(model, "1").run_id
-    return Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/data/{name}", dst_path=str(dst)))
+    # The server named outright: module fixtures run before the autouse one above sets the global URI.
+    return Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/data/{name}", dst_path=str(dst),
+                                                    tracking_uri=client.tracking_uri))
 
 
 @pytest.fixture(scope="module")

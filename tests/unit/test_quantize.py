@@ -57,6 +57,19 @@ def test_x86_default_is_static_qoperator(onnx_dir, data, tmp_path):
     assert run(r.model_dir, data.x_test[:4]).shape == (4, 10)
 
 
+def test_symbolic_shape_inference_only_where_onnx_leaves_a_tensor_untyped(onnx_dir, data, tmp_path, monkeypatch):
+    """It costs a torch and sympy import per task; on a fully typed graph it changes no byte of the result."""
+    from modelpress.components.quantize import ort_quantize
+
+    assert ort_quantize._untyped_outputs(artifacts.onnx_file(onnx_dir)) == 0
+    plain = quantize(onnx_dir, data, tmp_path / "plain")
+    assert plain.notes["preprocess"].startswith("applied without symbolic shape inference (ONNX shape inference")
+    monkeypatch.setattr(ort_quantize, "_untyped_outputs", lambda src: 1)  # as if a tensor were left untyped
+    symbolic = quantize(onnx_dir, data, tmp_path / "symbolic")
+    assert symbolic.notes["preprocess"].startswith("applied, with symbolic shape inference")
+    assert artifacts.onnx_file(plain.model_dir).read_bytes() == artifacts.onnx_file(symbolic.model_dir).read_bytes()
+
+
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
 @pytest.mark.parametrize("fmt", ["qdq", "qoperator"])
 def test_static_methods_and_formats(onnx_dir, data, tmp_path, method, fmt):
