@@ -33,6 +33,12 @@ class ModelChecksConfig(FrozenConfig):
     max_abs_logit_diff: float | None = Field(
         default=None, ge=0.0, le=1e9, description="Largest allowed |candidate - source| output; None: off."
     )
+    gx_cross_check: bool = Field(
+        default=False,
+        description="Also validate the metrics table against the gates as a Great Expectations suite, which can "
+        "only agree with the typed checker or make the verdict stricter (the unit tests run both at every "
+        "threshold boundary). Off by default: importing GX costs the gate step about 2 s per target.",
+    )
 
 
 def onnx_checker(path: str | Path) -> dict[str, Any]:

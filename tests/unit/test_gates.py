@@ -133,3 +133,36 @@ def test_gx_can_only_make_a_gate_stricter():
     (passed,) = check_all((gate(metric="accuracy", value={"lower": 0.5}),), {"accuracy": 0.9}, {}).results
     (out,) = combine((passed,), (SuiteResult(0, "expect_column_values_to_be_between", "accuracy", False),))
     assert not out.passed and "Great Expectations found expect_column_values_to_be_between(accuracy) unmet" in out.reason
+
+
+_GATE_IN_A_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+from modelpress.components.gate.step import gate_step
+
+out = Path(sys.argv[1])
+evaluation = {"task": "classification", "candidate": {"accuracy": 0.97, "size_bytes": 10.0},
+              "source": {"accuracy": 0.98, "size_bytes": 40.0},
+              "comparison": {"top1_agreement": 0.99, "size_ratio": 0.25},
+              "checks": {"onnx_checker": {"passed": True, "detail": "valid"}},
+              "environment": {"target_provider": "CPUExecutionProvider", "latency_provider": "CPUExecutionProvider"}}
+(out / "evaluation.json").write_text(json.dumps(evaluation))
+passed = gate_step("null", json.dumps({"gx_cross_check": sys.argv[2] == "on"}), "cpu-x86-int8",
+                   json.dumps({"source": "models:/m@champion", "config_hash": "0" * 16}), out / "evaluation.json",
+                   out / "verdict.json", out / "report.md")
+print(json.dumps({"passed": passed, "gx_imported": "great_expectations" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize("cross_check", ["off", "on"])
+def test_the_typed_checker_decides_and_gx_cross_checks_only_when_asked(cross_check, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _GATE_IN_A_FRESH_PROCESS, str(tmp_path), cross_check],
+                          capture_output=True, text=True, check=True)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"passed": True, "gx_imported": cross_check == "on"}
+    report = (tmp_path / "report.md").read_text()
+    assert ("## Metrics table (Great Expectations)" in report) == (cross_check == "on")
