@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-report clean
 
 setup: $(VENV)/.installed
 
@@ -30,6 +30,11 @@ compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
 bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
+	$(MAKE) bench-report
+
+# The README's generated result blocks, from benchmarks/results/*.json (the tests fail when they drift).
+bench-report: setup
+	$(BIN)/python benchmarks/readme_tables.py
 
 bench-digits: setup
 	$(BIN)/python benchmarks/quantize_digits.py

@@ -85,20 +85,26 @@ def main() -> int:
             })
             print(f"  {label}: done", file=sys.stderr)
 
-    env = rows[0]["environment"]
-    print(f"Digits CNN ({rows[0]['fp32_size_bytes'] / 1024:.1f} KiB FP32 ONNX, accuracy "
-          f"{rows[0]['fp32_accuracy'] * 100:.2f}%), onnxruntime {env['onnxruntime']}, "
-          f"CPU flags: {', '.join(env['cpu_flags'])}; latency ratios vs FP32 on CPUExecutionProvider\n")
-    print("| variant | KiB | size vs FP32 | accuracy | vs FP32 | agreement | latency b1 | latency b64 |")
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['variant']} | {r['size_bytes'] / 1024:.1f} | {r['size_ratio']:.2f}x | "
-              f"{r['accuracy'] * 100:.2f}% | {(r['accuracy'] - r['fp32_accuracy']) * 100:+.2f} pt | "
-              f"{r['top1_agreement'] * 100:.1f}% | {r['latency_ratio_b1']:.2f}x | {r['latency_ratio_b64']:.2f}x |")
+    print(table(rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2, default=str))
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
+
+
+def table(rows: list[dict]) -> str:
+    """The results as Markdown (also the README's block, `benchmarks/readme_tables.py`)."""
+    env = rows[0]["environment"]
+    lines = [f"Digits CNN ({rows[0]['fp32_size_bytes'] / 1024:.1f} KiB FP32 ONNX, accuracy "
+             f"{rows[0]['fp32_accuracy'] * 100:.2f}%), onnxruntime {env['onnxruntime']}, "
+             f"CPU flags: {', '.join(env['cpu_flags'])}; latency ratios vs FP32 on CPUExecutionProvider", "",
+             "| variant | KiB | size vs FP32 | accuracy | vs FP32 | agreement | latency b1 | latency b64 |",
+             "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['variant']} | {r['size_bytes'] / 1024:.1f} | {r['size_ratio']:.2f}x | "
+              f"{r['accuracy'] * 100:.2f}% | {(r['accuracy'] - r['fp32_accuracy']) * 100:+.2f} pt | "
+              f"{r['top1_agreement'] * 100:.1f}% | {r['latency_ratio_b1']:.2f}x | {r['latency_ratio_b64']:.2f}x |"
+              for r in rows]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

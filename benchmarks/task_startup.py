@@ -122,18 +122,24 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
-    print(f"CPU flags: {', '.join(result['machine']['cpu_flags'])}; {result['machine']['cores']} cores")
-    d = result["demo_pipeline_s"]
-    print(f"demo pipeline (modelpress demo --force, end to end): median {d['median']} s "
-          f"(min {d['min']}, max {d['max']}, {d['runs']} runs); goal <= {GOALS['demo_pipeline_s']} s")
-    print(f"tasks: {result['sum_task_wall_s']} s of task wall time, {result['sum_import_s']} s of it importing\n")
-    print("| task | wall s (median) | imports s | heavy imports (cumulative s) |")
-    print("|---|---|---|---|")
-    for t in tasks:
-        heavy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(t.get("heavy", {}).items(), key=lambda kv: -kv[1]))
-        print(f"| {t['task']} | {t['wall_s']:.2f} | {t.get('import_s', 0.0):.2f} | {heavy or '-'} |")
+    print(table(result))
     print(f"\nwritten to {args.out}")
     return 0
+
+
+def table(result: dict) -> str:
+    """The results as Markdown (also the README's block, `benchmarks/readme_tables.py`)."""
+    d, m = result["demo_pipeline_s"], result["machine"]
+    lines = [f"CPU flags: {', '.join(m['cpu_flags'])}; {m['cores']} cores. `modelpress demo --force` end to end: "
+             f"median **{d['median']} s** (min {d['min']}, max {d['max']}, {d['runs']} runs; goal <= "
+             f"{result['goals']['demo_pipeline_s']} s); {result['sum_task_wall_s']} s of task wall time, "
+             f"{result['sum_import_s']} s of it importing.", "",
+             "| task | wall s (median) | imports s | heavy imports (cumulative s) |", "|---|---|---|---|"]
+    for t in result["tasks"]:
+        heavy = ", ".join(f"{k} {v:.2f}" for k, v in sorted(t.get("heavy", {}).items(), key=lambda kv: -kv[1])
+                          if v >= 0.01)
+        lines.append(f"| {t['task']} | {t['wall_s']:.2f} | {t.get('import_s', 0.0):.2f} | {heavy or '-'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
