@@ -39,7 +39,7 @@ def hold(run_dir: Path) -> Iterator[None]:
 
 def reap(runs_dir: Path, connect: Callable[[], Any], say: Callable[[str], None]) -> list[str]:
     """Clean up after every run under `runs_dir` whose process died; returns the folders' names."""
-    done = []
+    done, client = [], None
     for marker in sorted(runs_dir.glob(f"run-*/{RUNNING}")):
         try:
             fh = open(marker, "a")  # noqa: SIM115 - closed below
@@ -53,7 +53,8 @@ def reap(runs_dir: Path, connect: Callable[[], Any], say: Callable[[str], None])
             if not marker.exists():  # reaped by another start between our open and our lock
                 continue
             folder = marker.parent
-            killed = _mark_killed(connect(), folder.name)
+            client = client or connect()  # one connection however many runs died
+            killed = _mark_killed(client, folder.name)
             shutil.rmtree(folder / SCRATCH, ignore_errors=True)
             (folder / ERROR_FILE).unlink(missing_ok=True)
             marker.unlink(missing_ok=True)
