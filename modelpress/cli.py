@@ -267,7 +267,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from modelpress.pipelines.recipe import load_recipe
     from modelpress.registry.source import SourceRef
     from modelpress.registry.store import connect, home
-    from modelpress.registry.variants import find_variant, variant_key, variant_name
+    from modelpress.registry.variants import alias_phrase, find_variant, variant_key, variant_name
 
     trust = {"trust_pickled_source": True} if args.trust_pickled_source else {}
     recipe = load_recipe(args.recipe, source=args.source, target=args.target, **trust)
@@ -289,8 +289,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for found in run.registered:  # skipped inside the pipeline: the answer is already in the registry
         m, at = found["metrics"], f"models:/{found['name']}/{found['version']}"
         if "size_ratio" in m:
-            alias = f"@{found['alias']}" if found["alias_on"] == found["version"] else \
-                f"(@{found['alias']} stays on newer version {found['alias_on']})"
+            alias = alias_phrase(found["alias"], found["version"], found["alias_on"])
             print(f"{at} {alias}: {_quality(m)} ({_quality_change(m)}), size {m['size_ratio']:.2f}x of "
                   f"source; `modelpress lineage {at}` for the rest")
     if not run.verdicts:
@@ -323,9 +322,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _at_alias(client: Any, name: str, version: str, alias: str) -> str:
     from modelpress.registry.aliases import get_alias
+    from modelpress.registry.variants import alias_phrase
 
-    held = get_alias(client, name, alias)
-    return f"models:/{name}/{version} " + (f"@{alias}" if held == version else f"(@{alias} on /{held})")
+    return f"models:/{name}/{version} {alias_phrase(alias, version, get_alias(client, name, alias))}"
 
 
 # The metric each task's result line leads with, and how it reads.

@@ -80,9 +80,17 @@ class VariantRef:
         return f"models:/{self.name}/{self.version}"
 
     def describe(self) -> str:
-        if self.alias_on == self.version:
-            return f"{self.uri} @{self.alias}"
-        return f"{self.uri} (@{self.alias} stays on newer version {self.alias_on}; variant.move_alias: always moves it)"
+        return f"{self.uri} {alias_phrase(self.alias, self.version, self.alias_on)}"
+
+
+def alias_phrase(alias: str, version: str, alias_on: str | None) -> str:
+    """How `version` stands with `alias` after a run: `@alias`, or where the alias stayed (`point_alias`
+    leaves it only on a newer version)."""
+    if alias_on == version:
+        return f"@{alias}"
+    if alias_on is None:
+        return f"(@{alias} not set)"
+    return f"(@{alias} stays on newer version {alias_on}; variant.move_alias: always moves it)"
 
 
 def _order(mv: Any) -> tuple[int, int]:

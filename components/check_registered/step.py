@@ -25,6 +25,7 @@ def check_registered_step(run_json: str, variant_json: str, targets: list[str], 
     from modelpress.registry.store import connect
     from modelpress.registry.variants import (
         VariantConfig,
+        alias_phrase,
         find_variant,
         point_alias,
         variant_key,
@@ -48,9 +49,8 @@ def check_registered_step(run_json: str, variant_json: str, targets: list[str], 
         alias_on = point_alias(client, name, variant, mv, "reuse")
         found.append({"target": target, "name": name, "version": str(mv.version), "alias": variant.alias,
                       "alias_on": alias_on, "metrics": T.metrics_from_tags(mv.tags)})
-        where = "set" if alias_on == str(mv.version) else f"stays on newer version {alias_on}"
-        say(f"models:/{name}/{mv.version} is already registered for {ref.version_uri}, this recipe and {target}; "
-            f"not run again (@{variant.alias} {where}; --force runs it anyway)")
+        say(f"models:/{name}/{mv.version} {alias_phrase(variant.alias, str(mv.version), alias_on)} is already "
+            f"registered for {ref.version_uri}, this recipe and {target}; not run again (--force runs it anyway)")
     Path(registered_out).write_text(json.dumps(found, indent=2))
     if not todo:
         say("every target's variant is registered already: nothing else runs")
