@@ -31,7 +31,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=2, help="runs of each (default 2)")
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     args = ap.parse_args()
-    from modelpress.components.evaluate.measure import _cpu_flags
+    from modelpress.components.evaluate.measure import cpu_flags
 
     bin_dir = Path(sys.executable).parent
     times: dict[str, list[float]] = {"one target": [], "three targets": []}
@@ -51,7 +51,7 @@ def main() -> int:
                 print(f"run {i + 1} {label}: {times[label][-1]:.1f} s", file=sys.stderr)
     one, three = statistics.median(times["one target"]), statistics.median(times["three targets"])
     row = {"seconds": times, "median_one": one, "median_three": three, "ratio": three / one,
-           "tasks_three_targets": tasks["three targets"], "cpu_flags": _cpu_flags(), "cpus": os.cpu_count()}
+           "tasks_three_targets": tasks["three targets"], "cpu_flags": cpu_flags(), "cpus": os.cpu_count()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(row, indent=2))
     once = [t for t in ("resolve", "validate-data", "prune") if tasks["three targets"].count(t) == 1]

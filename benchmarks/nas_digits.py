@@ -29,15 +29,16 @@ from dataclasses import replace
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results" / "nas_digits.json"
-SPACE = {"family": "digits-cnn", "depth": {"min": 1, "max": 3}, "widths": [4, 6, 8, 10, 12, 14, 16],
+SPACE = {"family": "digits-cnn", "depth": {"min": 1, "max": 3}, "widths": [4, 6, 8, 10, 12, 14, 16, 20, 24],
          "hidden": [8, 12, 16, 20, 24, 32], "kernel_sizes": [3, 5], "activations": ["relu", "hardswish"],
-         "skip": [False, True]}
+         "skip": [False, True], "heads": ["flatten", "pool"]}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3, help="search seeds (>= 1)")
     ap.add_argument("--trials", type=int, default=40, help="trials per search (the budget both samplers get)")
+    ap.add_argument("--trial-epochs", type=int, default=15, help="each trial's distillation epochs (default 15)")
     ap.add_argument("--no-accuracy-floor", action="store_true",
                     help="constrain only parameters and latency to the reference's (not its validation accuracy)")
     ap.add_argument("--out", type=Path, default=None,
@@ -51,7 +52,7 @@ def main() -> int:
     from modelpress.components.distill.distill import distill
     from modelpress.components.distill.settings import DistillConfig
     from modelpress.components.distill.teacher import Teacher
-    from modelpress.components.evaluate.measure import _cpu_flags
+    from modelpress.components.evaluate.measure import cpu_flags
     from modelpress.components.nas import front, search
     from modelpress.components.nas.settings import NasConfig
     from modelpress.components.nas.space import params_of
@@ -81,7 +82,8 @@ def main() -> int:
     ref = "x0.45 (hand-made)"
     with tempfile.TemporaryDirectory() as tmp:
         teacher = Teacher(artifacts.save_torch(Path(tmp) / "t", module, spec, artifacts.TensorSpec(shape=(1, 8, 8))))
-        base = parse_config(NasConfig, {"space": SPACE, "trials": args.trials, "population": 8}, "bench")
+        base = parse_config(NasConfig, {"space": SPACE, "trials": args.trials, "population": 8,
+                                          "train": {"epochs": args.trial_epochs}}, "bench")
         ctx0 = search.TrialContext(teacher=teacher, data=data, config=base, target=target, batch_size=64,
                                    quantize=get_technique("quantize").Config(), constraints=(), input_shape=(1, 8, 8),
                                    num_classes=10)
@@ -183,9 +185,10 @@ def main() -> int:
     args.out.write_text(json.dumps({
         "command": "python benchmarks/nas_digits.py" + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
         + (f" --trials {args.trials}" if args.trials != 40 else "")
+        + (f" --trial-epochs {args.trial_epochs}" if args.trial_epochs != 15 else "")
         + (" --no-accuracy-floor" if args.no_accuracy_floor else ""),
         "accuracy_floor": not args.no_accuracy_floor,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": _cpu_flags(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
                     "cores": __import__("os").cpu_count(), "torch": torch.__version__, "optuna": optuna.__version__,
                     "onnxruntime": onnxruntime.__version__},
         "reference": {"params": ref_params, "trial_latency_ms_b64": ref_latency, "trial_val_accuracy": ref_trial.accuracy},

@@ -41,7 +41,7 @@ def main() -> int:
     from modelpress.components.distill.distill import distill
     from modelpress.components.distill.settings import DistillConfig
     from modelpress.components.distill.teacher import Teacher
-    from modelpress.components.evaluate.measure import _cpu_flags
+    from modelpress.components.evaluate.measure import cpu_flags
     from modelpress.components.nas import search
     from modelpress.components.nas.settings import NasConfig
     from modelpress.core import artifacts
@@ -105,7 +105,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "command": "python benchmarks/nas_neighbours.py", "seeds": args.seeds,
-        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": _cpu_flags(),
+        "machine": {"cpu": platform.processor() or platform.machine(), "cpu_flags": cpu_flags(),
                     "cores": os.cpu_count(), "torch": torch.__version__},
         "latency": "static INT8 on the CPU provider, batch 64, fastest of 1000 runs, all models taking turns",
         "students": rows}, indent=2))

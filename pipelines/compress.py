@@ -62,7 +62,8 @@ def _build(p: dict[str, Any], check: Any) -> None:
     with dsl.ParallelFor(items=check.outputs["todo"], name="targets") as target:
         prep = qat(config=p["quantize"], target=target, model=model, baseline=baseline.outputs["onnx_model"],
                    dataset=dataset)
-        quant = quantize(config=p["quantize"], target=target, model=prep.outputs["prepared"], dataset=dataset)
+        quant = quantize(config=p["quantize"], target=target, model=prep.outputs["prepared"], dataset=dataset,
+                         baseline=baseline.outputs["onnx_model"], evaluate=p["evaluate"], gates=p["gates"])
         ev = evaluate(config=p["evaluate"], target=target, candidate=quant.outputs["quantized"],
                       source=baseline.outputs["onnx_model"], dataset=dataset)
         ev.set_caching_options(False)  # latency is a measurement, never reuse it

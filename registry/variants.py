@@ -301,6 +301,24 @@ def example_input(model: Any) -> dict[str, Any]:
     return {name: np.zeros(tuple(1 if d < 0 else d for d in shape), dtype=dtype) for name, dtype, shape in _feeds(model)}
 
 
+NOTE_TAG_CHARS = 4000
+
+
+def note_tag(note: Any) -> str:
+    """A technique's note as tag JSON that always parses: past the length limit its largest entries are
+    replaced, biggest first, by a pointer to the registered model's technique_notes.json, which holds them whole."""
+    body = json.dumps(note, sort_keys=True)
+    if len(body) <= NOTE_TAG_CHARS or not isinstance(note, dict):
+        return body if len(body) <= NOTE_TAG_CHARS else json.dumps({"in": "technique_notes.json"})
+    short = dict(note)
+    for key in sorted(short, key=lambda k: len(json.dumps(short[k])), reverse=True):
+        short[key] = "in technique_notes.json"
+        body = json.dumps(short, sort_keys=True)
+        if len(body) <= NOTE_TAG_CHARS:
+            break
+    return body
+
+
 def technique_tags(notes: dict[str, Any]) -> dict[str, str]:
     """Each technique's own searchable tags, from the notes it left (e.g. modelpress.nas.trial)."""
     from modelpress.core.technique import get_technique, known_techniques
@@ -359,7 +377,7 @@ def register_variant(
             T.VERDICT: "passed",
             T.PIPELINE_RUN: pipeline_run_id,
             **T.metric_tags(metrics),
-            **{T.NOTE + k: json.dumps(v, sort_keys=True)[:4000] for k, v in (notes or {}).items()},
+            **{T.NOTE + k: note_tag(v) for k, v in (notes or {}).items()},
             **technique_tags(notes or {}),
         }
         if recipe:

@@ -58,7 +58,7 @@ class Evaluation:
         }
 
 
-def _session(path: Path, provider: str, threads: int | None) -> ort.InferenceSession:
+def session(path: Path, provider: str, threads: int | None) -> ort.InferenceSession:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -68,7 +68,7 @@ def _session(path: Path, provider: str, threads: int | None) -> ort.InferenceSes
     return ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
 
 
-def _outputs(sess: ort.InferenceSession, inputs: dict[str, np.ndarray], output: str, batch: int = 64) -> np.ndarray:
+def all_outputs(sess: ort.InferenceSession, inputs: dict[str, np.ndarray], output: str, batch: int = 64) -> np.ndarray:
     """The scored output over every sample, each input fed by name with its own dtype."""
     import numpy as np
 
@@ -77,7 +77,7 @@ def _outputs(sess: ort.InferenceSession, inputs: dict[str, np.ndarray], output: 
                            for i in range(0, n, batch)])
 
 
-def _rows(inputs: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
+def feed_rows(inputs: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
     """A batch of `b` real samples (repeated when the split is smaller), every input at its real shape."""
     import numpy as np
 
@@ -85,7 +85,7 @@ def _rows(inputs: dict[str, np.ndarray], b: int) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
 
 
-def _latency(
+def time_interleaved(
     sessions: dict[str, ort.InferenceSession], feed: dict[str, np.ndarray], runs: int, warmup: int
 ) -> dict[str, tuple[float, float]]:
     """p50 and p95 in ms per model on one feed; runs alternate between models so drift hits both."""
@@ -125,9 +125,9 @@ def evaluate(
     part = data.get(config.split)
     # Datasets bound before tasks existed (single-output classifiers) score as classification.
     task = data.info.get("task", "classification")
-    output = data.info.get("output") or _session(paths["source"], acc_provider, None).get_outputs()[0].name
+    output = data.info.get("output") or session(paths["source"], acc_provider, None).get_outputs()[0].name
 
-    outputs = {name: _outputs(_session(path, acc_provider, config.threads), part.inputs, output)
+    outputs = {name: all_outputs(session(path, acc_provider, config.threads), part.inputs, output)
                for name, path in paths.items()}
     # Each model against the labels; for embeddings, against the source's outputs (the source: itself).
     out = {name: {**score(task, outputs[name], outputs["source"], part, data.info),
@@ -142,13 +142,13 @@ def evaluate(
         "accuracy_provider": acc_provider,
         "onnxruntime": ort.__version__,
         "machine": platform.machine(),
-        "cpu_flags": _cpu_flags(),
+        "cpu_flags": cpu_flags(),
     }
     if target.provider in available:
         env["latency_provider"] = target.provider
-        sessions = {n: _session(p, target.provider, config.threads) for n, p in paths.items()}
+        sessions = {n: session(p, target.provider, config.threads) for n, p in paths.items()}
         for b in config.batch_sizes:
-            lat = _latency(sessions, _rows(part.inputs, b), config.latency_runs, config.warmup_runs)
+            lat = time_interleaved(sessions, feed_rows(part.inputs, b), config.latency_runs, config.warmup_runs)
             for name, (p50, p95) in lat.items():
                 out[name][f"latency_p50_ms_b{b}"] = p50
                 out[name][f"latency_p95_ms_b{b}"] = p95
@@ -164,7 +164,7 @@ def evaluate(
     return Evaluation(out["candidate"], out["source"], comparison, env)
 
 
-def _cpu_flags() -> list[str]:
+def cpu_flags() -> list[str]:
     """The SIMD flags that decide INT8 speed; recorded next to every latency."""
     wanted = {"avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd"}
     try:

@@ -248,7 +248,7 @@ def _describe(spec: Any) -> str:
     d = spec.model_dump()
     if d["family"] == "digits-cnn":
         return (f"cnn {'-'.join(map(str, d['channels']))} k{'-'.join(map(str, spec.kernels or ()))} "
-                f"h{d['hidden']} {d['activation']}{' +skip' if d['residual'] else ''}")
+                f"h{d['hidden']} {d['activation']}{' +skip' if d['residual'] else ''}{' pool' if d['head'] == 'pool' else ''}")
     return f"mlp {'-'.join(map(str, d['hidden']))} {d['activation']}"
 
 

@@ -9,6 +9,7 @@
         kernel_sizes: [3, 5]          # digits-cnn, per block
         activations: [relu, hardswish]
         skip: [false, true]           # digits-cnn: a residual conv in each block
+        heads: [flatten, pool]        # digits-cnn: flatten the grid, or average each channel over it
       sampler: nsga2                  # nsga2 (genetic), tpe (Bayesian) or random
       trials: 40                      # the study's budget, shared by every worker
       workers: 2                      # KFP tasks pulling trials from one study
@@ -30,7 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from modelpress.core.config import FrozenConfig
 from modelpress.models.train import TrainConfig
-from modelpress.models.zoo import Activation
+from modelpress.models.zoo import Activation, Head
 
 # What a trial measures; constraints and the selection rule name these.
 TRIAL_METRICS = ("accuracy", "latency_ms", "params", "size_bytes")
@@ -78,6 +79,10 @@ class SearchSpace(FrozenConfig):
     skip: tuple[bool, ...] | None = Field(
         default=None, description="digits-cnn: whether blocks get a residual conv; None: (false, true). Not for mlp."
     )
+    heads: tuple[Head, ...] | None = Field(
+        default=None, description="digits-cnn: how conv features reach the dense layer (flatten, or pool: global "
+        "average pooling); None: (flatten, pool). Not for mlp."
+    )
 
     @field_validator("widths", "hidden", "activations")
     @classmethod
@@ -86,7 +91,7 @@ class SearchSpace(FrozenConfig):
 
     @model_validator(mode="after")
     def _consistent(self) -> SearchSpace:
-        for name in ("kernel_sizes", "skip"):
+        for name in ("kernel_sizes", "skip", "heads"):
             value = getattr(self, name)
             if value is not None:
                 if self.family == "mlp":
@@ -101,6 +106,9 @@ class SearchSpace(FrozenConfig):
 
     def skips(self) -> tuple[bool, ...]:
         return self.skip if self.skip is not None else (False, True)
+
+    def head_choices(self) -> tuple[str, ...]:
+        return self.heads or ("flatten", "pool")
 
 
 class Constraint(FrozenConfig):

@@ -26,6 +26,7 @@ def suggest(trial: Any, space: SearchSpace) -> dict[str, Any]:
     if space.family == "digits-cnn":
         params["hidden"] = trial.suggest_categorical("hidden", list(space.hidden))
         params["skip"] = trial.suggest_categorical("skip", list(space.skips()))
+        params["head"] = trial.suggest_categorical("head", list(space.head_choices()))
     params["activation"] = trial.suggest_categorical("activation", list(space.activations))
     return params
 
@@ -37,7 +38,7 @@ def spec_from(params: dict[str, Any], space: SearchSpace, num_classes: int,
     if space.family == "digits-cnn":
         return DigitsCNNSpec(channels=widths, kernels=tuple(int(params[f"kernel_{i}"]) for i in range(depth)),
                              hidden=int(params["hidden"]), activation=params["activation"],
-                             residual=bool(params["skip"]), num_classes=num_classes)
+                             residual=bool(params["skip"]), head=params["head"], num_classes=num_classes)
     return MLPSpec(in_features=math.prod(input_shape), hidden=widths, activation=params["activation"],
                    num_classes=num_classes)
 
@@ -51,7 +52,7 @@ def params_of(spec: DigitsCNNSpec | MLPSpec, space: SearchSpace) -> dict[str, An
         if isinstance(spec, DigitsCNNSpec):
             params[f"kernel_{i}"] = spec.kernel(i) if i < len(widths) else space.kernels()[0]
     if isinstance(spec, DigitsCNNSpec):
-        params.update(hidden=spec.hidden, skip=spec.residual)
+        params.update(hidden=spec.hidden, skip=spec.residual, head=spec.head)
     return params
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from modelpress.components.quantize.calibration import ListReader, calibration_batches
 from modelpress.components.quantize.report import fp16_report, int8_report
 from modelpress.components.quantize.settings import QuantizeConfig, QuantSettings, settings_for
+from modelpress.components.quantize.tune import TuneContext
 from modelpress.core import artifacts
 from modelpress.core.data import DatasetSplits
 from modelpress.core.hardware import HardwareTarget
@@ -52,67 +53,85 @@ class Quantize(Technique):
         config: QuantizeConfig,  # type: ignore[override]
         target: HardwareTarget,
         out_dir: Path,
+        tuning: TuneContext | None = None,
     ) -> Result:
-        settings = settings_for(config, target)
-        manifest = artifacts.read_manifest(model_dir)
-        src = artifacts.onnx_file(model_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        dst = out_dir / artifacts.ONNX_FILE
-        notes: dict = {"settings": settings.to_dict()}
+        if config.tune is not None:
+            from modelpress.components.quantize.tune import tune
 
-        src, dst = src.resolve(), dst.resolve()
-        # chdir: ONNX Runtime's shape inference drops temp files into the working directory.
-        with tempfile.TemporaryDirectory(prefix="modelpress-quant-") as tmp, contextlib.chdir(tmp):
-            prepared = _preprocess(src, Path(tmp) / "pre.onnx", settings, notes)
-            try:
-                if settings.mode == "dynamic":
-                    _dynamic(prepared, dst, settings)
-                elif settings.mode == "static":
-                    feeds = calibration_batches(
-                        data, settings.calibration_split, settings.calibration_samples, manifest.inputs
-                    )
-                    notes["calibration"] = {
-                        "dataset": data.name if data else None,
-                        "split": settings.calibration_split,
-                        "samples": sum(len(next(iter(f.values()))) for f in feeds),
-                    }
-                    _static(prepared, dst, settings, ListReader(feeds))
-                else:
-                    _fp16(prepared, dst)
-            except ModelpressError:
-                raise
-            except Exception as exc:
-                raise ModelpressError(
-                    f"ONNX Runtime could not quantize {src.name} in {settings.mode} mode ({_first_line(exc)})",
-                    "exclude the failing nodes with quantize.nodes_to_exclude, or try another mode",
-                ) from None
+            return tune(model_dir, data, config, target, out_dir, tuning or TuneContext())
+        return quantize_once(model_dir, data, settings_for(config, target), out_dir)
 
-        _strip_shape_annotations(dst)
-        if settings.mode == "fp16":
-            report = fp16_report(dst)
-            done = report["fp16_initializers"]
-        else:
-            report = int8_report(dst, settings.mode, settings.format, settings.nodes_to_exclude)
-            done = report["quantized_nodes"]
-        if done == 0:
-            dst.unlink(missing_ok=True)
+    def variant_tags(self, note: dict) -> dict[str, str]:
+        tuned = note.get("tune")
+        return {"modelpress.quantize.tuned": tuned["chosen_label"]} if tuned else {}
+
+    def report_section(self, note: dict) -> str | None:
+        from modelpress.components.quantize.tune import report_section
+
+        return report_section(note)
+
+
+def quantize_once(model_dir: Path, data: DatasetSplits | None, settings: QuantSettings, out_dir: Path) -> Result:
+    """Quantize the model in `model_dir` with `settings` into `out_dir`; refused when nothing was converted."""
+    manifest = artifacts.read_manifest(model_dir)
+    src = artifacts.onnx_file(model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dst = out_dir / artifacts.ONNX_FILE
+    notes: dict = {"settings": settings.to_dict()}
+
+    src, dst = src.resolve(), dst.resolve()
+    # chdir: ONNX Runtime's shape inference drops temp files into the working directory.
+    with tempfile.TemporaryDirectory(prefix="modelpress-quant-") as tmp, contextlib.chdir(tmp):
+        prepared = _preprocess(src, Path(tmp) / "pre.onnx", settings, notes)
+        try:
+            if settings.mode == "dynamic":
+                _dynamic(prepared, dst, settings)
+            elif settings.mode == "static":
+                feeds = calibration_batches(
+                    data, settings.calibration_split, settings.calibration_samples, manifest.inputs
+                )
+                notes["calibration"] = {
+                    "dataset": data.name if data else None,
+                    "split": settings.calibration_split,
+                    "samples": sum(len(next(iter(f.values()))) for f in feeds),
+                }
+                _static(prepared, dst, settings, ListReader(feeds))
+            else:
+                _fp16(prepared, dst)
+        except ModelpressError:
+            raise
+        except Exception as exc:
             raise ModelpressError(
-                f"nothing in {src.name} was converted by {settings.mode} quantization "
-                f"(ops: {report['op_counts']})",
-                "this model has no op ONNX Runtime can quantize this way; use another mode or target",
-            )
-        notes.update(report)
-        artifacts.save_onnx(out_dir, dst, dataset=manifest.dataset)
-        size, source_size = dst.stat().st_size, src.stat().st_size
-        metrics = {
-            "size_bytes": float(size),
-            "source_size_bytes": float(source_size),
-            "size_ratio": size / source_size,
-        }
-        if settings.mode != "fp16":
-            metrics["quantized_nodes"] = float(report["quantized_nodes"])
-            metrics["float_nodes"] = float(report["float_nodes"])
-        return Result(model_dir=out_dir, metrics=metrics, notes=notes)
+                f"ONNX Runtime could not quantize {src.name} in {settings.mode} mode ({_first_line(exc)})",
+                "exclude the failing nodes with quantize.nodes_to_exclude, or try another mode",
+            ) from None
+
+    _strip_shape_annotations(dst)
+    if settings.mode == "fp16":
+        report = fp16_report(dst)
+        done = report["fp16_initializers"]
+    else:
+        report = int8_report(dst, settings.mode, settings.format, settings.nodes_to_exclude, settings.float_op_types)
+        done = report["quantized_nodes"]
+    if done == 0:
+        dst.unlink(missing_ok=True)
+        raise ModelpressError(
+            f"nothing in {src.name} was converted by {settings.mode} quantization "
+            f"(ops: {report['op_counts']})",
+            "this model has no op ONNX Runtime can quantize this way; use another mode or target",
+        )
+    notes.update(report)
+    artifacts.save_onnx(out_dir, dst, dataset=manifest.dataset)
+    size, source_size = dst.stat().st_size, src.stat().st_size
+    metrics = {
+        "size_bytes": float(size),
+        "source_size_bytes": float(source_size),
+        "size_ratio": size / source_size,
+    }
+    if settings.mode != "fp16":
+        metrics["quantized_nodes"] = float(report["quantized_nodes"])
+        metrics["float_nodes"] = float(report["float_nodes"])
+    return Result(model_dir=out_dir, metrics=metrics, notes=notes)
 
 
 def _preprocess(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
@@ -166,6 +185,15 @@ def _qtype(name: str | None):
     return QuantType.QUInt8 if name == "quint8" else QuantType.QInt8
 
 
+def _op_types(s: QuantSettings) -> list[str] | None:
+    """Every op type ONNX Runtime quantizes in this mode and format, less those kept float; None: all (its default)."""
+    if not s.float_op_types:
+        return None
+    from modelpress.components.quantize.report import kernels
+
+    return sorted(kernels(s.mode, s.format) - set(s.float_op_types))
+
+
 def _dynamic(src: Path, dst: Path, s: QuantSettings) -> None:
     from onnxruntime.quantization import quantize_dynamic
 
@@ -175,6 +203,7 @@ def _dynamic(src: Path, dst: Path, s: QuantSettings) -> None:
         per_channel=s.per_channel,
         reduce_range=s.reduce_range,
         nodes_to_exclude=list(s.nodes_to_exclude) or None,
+        op_types_to_quantize=_op_types(s),
         extra_options={"MatMulConstBOnly": True},  # activations x activations stay float
     )
 
@@ -200,6 +229,7 @@ def _static(src: Path, dst: Path, s: QuantSettings, reader: ListReader) -> None:
             activation_type=_qtype(s.activation_type),
             weight_type=_qtype(s.weight_type),
             nodes_to_exclude=list(s.nodes_to_exclude) or None,
+            op_types_to_quantize=_op_types(s),
             calibrate_method=method,
             extra_options=extra,
         )

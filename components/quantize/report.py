@@ -16,7 +16,7 @@ COMPUTE_OPS = frozenset({"Conv", "MatMul", "Gemm", "ConvTranspose", "Attention",
 QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 
-def _kernels(mode: str, fmt: str | None) -> frozenset[str]:
+def kernels(mode: str, fmt: str | None) -> frozenset[str]:
     from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry, QLinearOpsRegistry
 
     if mode == "dynamic":
@@ -24,7 +24,8 @@ def _kernels(mode: str, fmt: str | None) -> frozenset[str]:
     return frozenset(QDQRegistry if fmt == "qdq" else QLinearOpsRegistry)
 
 
-def int8_report(path: Path, mode: str, fmt: str | None, excluded: tuple[str, ...]) -> dict:
+def int8_report(path: Path, mode: str, fmt: str | None, excluded: tuple[str, ...],
+                float_op_types: tuple[str, ...] = ()) -> dict:
     """Counts of quantized and float compute nodes, and why each float one stayed float."""
     import onnx
     from onnx import TensorProto
@@ -34,7 +35,7 @@ def int8_report(path: Path, mode: str, fmt: str | None, excluded: tuple[str, ...
     inits = {i.name: i.data_type for i in graph.initializer}
     int_inits = {k for k, t in inits.items() if t in (TensorProto.INT8, TensorProto.UINT8)}
     dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    kernels = _kernels(mode, fmt)
+    quantizable = kernels(mode, fmt)
     quantized: Counter[str] = Counter()
     stayed: dict[str, str] = {}
     for node in graph.node:
@@ -53,7 +54,9 @@ def int8_report(path: Path, mode: str, fmt: str | None, excluded: tuple[str, ...
         name = node.name or node.op_type
         if node.name in excluded:
             stayed[name] = "excluded by quantize.nodes_to_exclude"
-        elif node.op_type not in kernels:
+        elif node.op_type in float_op_types:
+            stayed[name] = "kept float by quantize.float_op_types"
+        elif node.op_type not in quantizable:
             stayed[name] = f"ONNX Runtime has no {mode} {fmt or ''} kernel for {node.op_type}".replace("  ", " ")
         elif node.op_type in ("MatMul", "Gemm") and len(data) > 1 and data[1] not in inits:
             stayed[name] = "both inputs are activations; only products with a constant weight are quantized"

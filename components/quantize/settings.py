@@ -9,6 +9,7 @@ that cannot serve the target (an fp16 model for an int8 target, say).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 from pydantic import Field
 
@@ -28,6 +29,27 @@ class QATConfig(FrozenConfig):
     learning_rate: float = Field(default=2e-4, gt=0, le=1, description="Adam learning rate.")
     batch_size: int = Field(default=64, ge=1, le=65536, description="Mini-batch size.")
     seed: int = Field(default=0, ge=0, le=2**31 - 1, description="Seed for shuffling.")
+
+
+class TuneConfig(FrozenConfig):
+    """Auto-tune (`quantize.tune`): quantize several ways, measure each on the target, keep the best that passes."""
+
+    objective: Literal["latency", "size"] = Field(
+        default="latency", description="What the kept candidate minimises among those passing the gates: latency "
+        "on the target's provider at `batch_size` (as a ratio to the source, timed taking turns), or file size.",
+    )
+    batch_size: int | None = Field(
+        default=None, ge=1, le=65536, description="Batch latency is timed at; None: the largest evaluate batch size."
+    )
+    split: Literal["train", "val"] = Field(
+        default="val", description="Split the gates are checked on while tuning (never test: the gate step's)."
+    )
+    latency_runs: int = Field(default=100, ge=5, le=100_000, description="Timed runs per candidate and source.")
+    max_candidates: int = Field(default=12, ge=1, le=64, description="Most candidates quantized and measured.")
+    float_op_types: bool = Field(
+        default=True, description="Also try leaving each quantized compute op type (Conv, MatMul, ...) in float, "
+        "for ops whose integer kernels are slower on the target than their float ones.",
+    )
 
 
 class QuantizeConfig(FrozenConfig):
@@ -69,10 +91,18 @@ class QuantizeConfig(FrozenConfig):
     nodes_to_exclude: tuple[str, ...] = Field(
         default=(), max_length=10_000, description="Node names to keep in float."
     )
+    float_op_types: tuple[str, ...] = Field(
+        default=(), max_length=64, description="Op types to keep in float (e.g. Conv); every other op type ONNX "
+        "Runtime can quantize is quantized.",
+    )
     qat: QATConfig | None = Field(
         default=None,
         description="Quantization-aware fine-tuning of a torch source before static INT8, for "
         "models whose post-training accuracy falls through the gate; None: post-training only.",
+    )
+    tune: TuneConfig | None = Field(
+        default=None, description="Auto-tune on the target: vary what this section leaves unset, measure each "
+        "candidate, keep the best by `tune.objective` among those passing the gates; None: quantize once.",
     )
 
 
@@ -91,6 +121,7 @@ class QuantSettings:
     percentile: float
     preprocess: bool
     nodes_to_exclude: tuple[str, ...]
+    float_op_types: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,6 +160,7 @@ def settings_for(config: QuantizeConfig, target: HardwareTarget) -> QuantSetting
         percentile=config.percentile,
         preprocess=config.preprocess,
         nodes_to_exclude=config.nodes_to_exclude,
+        float_op_types=config.float_op_types,
     )
     if config.qat is not None and mode != "static":
         raise ModelpressError(

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 from modelpress.core.artifacts import read_notes, write_notes
 from modelpress.core.progress import for_target, say
 
 
+def tune_context(evaluate_json: str, gates_json: str, baseline: Path | None) -> Any:
+    """What tuning measures against: the source, the recipe's gates and the evaluate step's batch sizes."""
+    from modelpress.components.evaluate.measure import EvaluateConfig
+    from modelpress.components.gate.step import GateConfig
+    from modelpress.components.quantize.tune import TuneContext
+    from modelpress.core.config import parse_config
+
+    evaluate = parse_config(EvaluateConfig, evaluate_json, "evaluate")
+    return TuneContext(baseline=baseline, gates=GateConfig.from_sections(gates_json, "{}").gates,
+                       batch_size=max(evaluate.batch_sizes), threads=evaluate.threads, say=say)
+
+
 def quantize_step(config_json: str, target: str, model_in: Path, dataset: Path | None,
-                  model_out: Path) -> dict[str, float]:
+                  model_out: Path, baseline: Path | None = None, evaluate_json: str = "{}",
+                  gates_json: str = "null") -> dict[str, float]:
     from modelpress.components.technique_step import apply_technique, parse_section
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
@@ -22,7 +36,8 @@ def quantize_step(config_json: str, target: str, model_in: Path, dataset: Path |
         say(f"quantize: none for the fp32 target {target}; the model passes through")
         return {}
     config = parse_section(technique, config_json)
-    result = apply_technique("quantize", config, model_in, dataset, model_out, target=target)
+    tuning = None if config.tune is None else tune_context(evaluate_json, gates_json, baseline)
+    result = apply_technique("quantize", config, model_in, dataset, model_out, target=target, tuning=tuning)
     write_notes(Path(model_out), {**read_notes(Path(model_in)), "quantize": result.notes})
     notes = result.notes
     say(f"quantize: mode {notes['settings']['mode']}, size {result.metrics['size_ratio']:.2f}x of source")

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 Activation = Literal["relu", "hardswish", "gelu", "silu"]
+Head = Literal["flatten", "pool"]
 
 
 class DigitsCNNSpec(FrozenConfig):
@@ -35,6 +36,10 @@ class DigitsCNNSpec(FrozenConfig):
     activation: Activation = Field(default="relu", description="Activation after each conv and the hidden layer.")
     residual: bool = Field(
         default=False, description="Each block adds a second conv whose input skips over it (x + conv(x))."
+    )
+    head: Head = Field(
+        default="flatten", description="How conv features reach the dense layer: every grid position (flatten), "
+        "or each channel's mean over the grid (pool: global average pooling, fewer dense weights)."
     )
     num_classes: int = Field(default=10, ge=2, le=1000, description="Number of output classes.")
     batchnorm: bool = Field(
@@ -107,6 +112,9 @@ def build_model(spec: DigitsCNNSpec | MLPSpec, seed: int | None = None) -> torch
                 layers.append(nn.MaxPool2d(2))
                 side //= 2
             c_in = c_out
+        if spec.head == "pool":
+            layers.append(nn.AdaptiveAvgPool2d(1))
+            side = 1
         layers += [
             nn.Flatten(),
             nn.Linear(c_in * side * side, spec.hidden),

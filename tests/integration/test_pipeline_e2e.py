@@ -153,6 +153,24 @@ def test_qat_chain_is_recorded(demo_source, server_env, client, tmp_path):
     assert mv.tags["modelpress.chain"] == "qat>export_onnx>quantize"
 
 
+def test_a_tuned_variant_records_every_candidate_it_measured(demo_source, server_env, client, tmp_path):
+    """quantize.tune through the real pipeline: the candidates are measured, the kept one is registered and
+    tagged, and the run's report lists them. No timing is asserted: which candidate wins is the machine's."""
+    import re
+
+    recipe = tmp_path / "tuned.yaml"
+    recipe.write_text(FAST + "target: cpu-arm64-int8\nquantize:\n  tune: {latency_runs: 5, max_candidates: 3}\n")
+    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "tune 3:" in proc.stderr and "tune 4:" not in proc.stderr
+    version = re.search(r"models:/digits-cnn\.cpu-arm64-int8/(\d+)", proc.stdout).group(1)
+    mv = client.get_model_version("digits-cnn.cpu-arm64-int8", version)
+    tuned = json.loads(mv.tags["modelpress.note.quantize"])["tune"]
+    assert len(tuned["candidates"]) == 3 and mv.tags["modelpress.quantize.tuned"] == tuned["chosen_label"]
+    report = re.search(r"report \(accuracy, latency, size; Pareto front\): (\S+)", proc.stdout + proc.stderr).group(1)
+    assert "Quantization tuning" in open(report).read()
+
+
 def test_what_submit_sends_skips_an_unchanged_source_in_one_task(first_run, mlflow_server, tmp_path):
     """The compiled YAML that `submit` and `schedule` send, run by kfp.local with the arguments they send:
     the variant exists, so the run is the registry check and nothing else."""
