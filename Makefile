@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-report clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-tune peers-venv bench-report clean
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
+bench: bench-digits bench-tune bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
 	$(MAKE) bench-report
 
 # The README's generated result blocks, from benchmarks/results/*.json (the tests fail when they drift).
@@ -62,6 +62,18 @@ bench-nas: setup
 
 bench-startup: setup
 	$(BIN)/python benchmarks/task_startup.py
+
+# The peers (Olive, NNCF) live in their own virtualenv: modelpress depends on neither.
+PEERS_VENV ?= .venv-peers
+peers-venv: $(PEERS_VENV)/.installed
+$(PEERS_VENV)/.installed:
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet torch==2.13.0
+	$(PEERS_VENV)/bin/pip install --quiet olive-ai==0.13.0 nncf==3.4.0 onnxruntime==1.32.0 requests  # olive imports requests without declaring it
+	touch $@
+
+bench-tune: setup peers-venv
+	$(BIN)/python benchmarks/quantize_tune_digits.py --peers-python $(PEERS_VENV)/bin/python
 
 bench-deep-compress: setup
 	$(BIN)/python benchmarks/deep_compress_digits.py
