@@ -82,7 +82,10 @@ def quantize_once(model_dir: Path, data: DatasetSplits | None, settings: QuantSe
     src, dst = src.resolve(), dst.resolve()
     # chdir: ONNX Runtime's shape inference drops temp files into the working directory.
     with tempfile.TemporaryDirectory(prefix="modelpress-quant-") as tmp, contextlib.chdir(tmp):
-        prepared = _preprocess(src, Path(tmp) / "pre.onnx", settings, notes)
+        if settings.fuse != "none":
+            prepared = _fuse(src, Path(tmp) / "fused.onnx", settings, notes)
+        else:
+            prepared = _preprocess(src, Path(tmp) / "pre.onnx", settings, notes)
         try:
             if settings.mode == "dynamic":
                 _dynamic(prepared, dst, settings)
@@ -132,6 +135,34 @@ def quantize_once(model_dir: Path, data: DatasetSplits | None, settings: QuantSe
         metrics["quantized_nodes"] = float(report["quantized_nodes"])
         metrics["float_nodes"] = float(report["float_nodes"])
     return Result(model_dir=out_dir, metrics=metrics, notes=notes)
+
+
+def _fuse(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
+    """ONNX Runtime's transformer optimizer: attention, layer norm and GELU subgraphs become single CPU ops.
+
+    It stands in for the pre-processing (it optimizes the graph itself). A graph it fuses nothing in is
+    refused: a `fuse` that changes nothing would be recorded as applied.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            model = optimize_model(str(src), model_type=settings.fuse, use_gpu=False)
+    except Exception as exc:  # noqa: BLE001 - its failures are many and unlisted; one line says which
+        raise ModelpressError(f"ONNX Runtime's transformer optimizer failed on {src.name} ({_first_line(exc)})",
+                              "drop quantize.fuse") from None
+    fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+    if not any(n for op, n in fused.items() if op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization",
+                                                       "LayerNormalization", "Gelu", "FastGelu", "BiasGelu")):
+        raise ModelpressError(
+            f"quantize.fuse {settings.fuse}: ONNX Runtime's transformer optimizer found nothing to fuse in {src.name}",
+            "drop quantize.fuse (the graph is not a BERT-style encoder, or its attention was exported in a form "
+            "the optimizer does not match; torch's eager attention is matched)",
+        )
+    model.save_model_to_file(str(dst))
+    notes["preprocess"] = "replaced by the transformer optimizer"
+    notes["fused"] = fused
+    return dst
 
 
 def _preprocess(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
@@ -194,6 +225,15 @@ def _op_types(s: QuantSettings) -> list[str] | None:
     return sorted(kernels(s.mode, s.format) - set(s.float_op_types))
 
 
+def _default_type(s: QuantSettings) -> dict:
+    """The type the quantizer assumes where a tensor has none: outputs of fused contrib ops are untyped."""
+    if s.fuse == "none":
+        return {}
+    from onnx import TensorProto
+
+    return {"DefaultTensorType": TensorProto.FLOAT}
+
+
 def _dynamic(src: Path, dst: Path, s: QuantSettings) -> None:
     from onnxruntime.quantization import quantize_dynamic
 
@@ -204,7 +244,8 @@ def _dynamic(src: Path, dst: Path, s: QuantSettings) -> None:
         reduce_range=s.reduce_range,
         nodes_to_exclude=list(s.nodes_to_exclude) or None,
         op_types_to_quantize=_op_types(s),
-        extra_options={"MatMulConstBOnly": True},  # activations x activations stay float
+        # activations x activations stay float; DefaultTensorType: fused ops' outputs carry no type for ORT to read
+        extra_options={"MatMulConstBOnly": True, **_default_type(s)},
     )
 
 
@@ -216,7 +257,7 @@ def _static(src: Path, dst: Path, s: QuantSettings, reader: ListReader) -> None:
         "entropy": CalibrationMethod.Entropy,
         "percentile": CalibrationMethod.Percentile,
     }[s.calibration_method or "minmax"]
-    extra = {"ActivationSymmetric": s.symmetric_activations, "WeightSymmetric": True}
+    extra = {"ActivationSymmetric": s.symmetric_activations, "WeightSymmetric": True, **_default_type(s)}
     if s.calibration_method == "percentile":
         extra["CalibPercentile"] = s.percentile
     # The calibrators print progress to stdout; keep stdout for results.

@@ -91,6 +91,11 @@ class QuantizeConfig(FrozenConfig):
     nodes_to_exclude: tuple[str, ...] = Field(
         default=(), max_length=10_000, description="Node names to keep in float."
     )
+    fuse: Literal["none", "bert"] | None = Field(
+        default=None, description="Fuse transformer subgraphs (attention, layer norm, GELU) with ONNX Runtime's "
+        "transformer optimizer before quantizing, into ops its CPU provider runs: bert (BERT-style encoders) or "
+        "none; None: none, and tune tries bert on graphs with attention.",
+    )
     float_op_types: tuple[str, ...] = Field(
         default=(), max_length=64, description="Op types to keep in float (e.g. Conv); every other op type ONNX "
         "Runtime can quantize is quantized.",
@@ -122,6 +127,7 @@ class QuantSettings:
     preprocess: bool
     nodes_to_exclude: tuple[str, ...]
     float_op_types: tuple[str, ...] = ()
+    fuse: str = "none"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +167,7 @@ def settings_for(config: QuantizeConfig, target: HardwareTarget) -> QuantSetting
         preprocess=config.preprocess,
         nodes_to_exclude=config.nodes_to_exclude,
         float_op_types=config.float_op_types,
+        fuse=config.fuse or "none",
     )
     if config.qat is not None and mode != "static":
         raise ModelpressError(

@@ -2,8 +2,8 @@
 
 Candidates start from the target's defaults and whatever the recipe's quantize section pins; one
 knob at a time is changed (coordinate descent, like Intel Neural Compressor's basic strategy):
-mode, format, per-channel scales, reduce-range, calibration method, then keeping each quantized
-compute op type in float. A change is kept when the candidate ranks better:
+transformer fusion (on graphs with attention), mode, format, per-channel scales, reduce-range,
+calibration method, then keeping each quantized compute op type in float. A change is kept when the candidate ranks better:
 1. it passes the recipe's gates, checked with the gate step's typed checker on the validation split
    against the source (gates on metrics tuning does not measure are left to the gate step);
 2. then fewer failed gates;
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 # The knobs, in the order they are tuned, with the values tried.
 KNOBS: tuple[tuple[str, tuple[Any, ...]], ...] = (
+    ("fuse", ("none", "bert")),  # first: the later knobs act on the graph it leaves
     ("mode", ("static", "dynamic")),
     ("format", ("qoperator", "qdq")),
     ("per_channel", (True, False)),
@@ -93,7 +94,7 @@ def effective(settings: QuantSettings) -> tuple:
 
 
 def describe(s: QuantSettings) -> str:
-    parts = [s.mode]
+    parts = [s.mode] if s.fuse == "none" else [f"{s.fuse}-fused", s.mode]
     if s.mode == "static":
         parts += [s.format or "", s.calibration_method or ""]
     parts.append("per-channel" if s.per_channel else "per-tensor")
@@ -104,8 +105,9 @@ def describe(s: QuantSettings) -> str:
     return " ".join(p for p in parts if p)
 
 
-def compute_op_types(model_dir: Path) -> list[str]:
-    """The compute op types in the model, most frequent first: what `float_op_types` candidates keep float."""
+def graph_facts(model_dir: Path) -> tuple[list[str], bool]:
+    """The compute op types in the model, most frequent first (what `float_op_types` candidates keep float),
+    and whether it has attention (a Softmax beside MatMuls: what `fuse` candidates are tried on)."""
     from collections import Counter
 
     import onnx
@@ -114,7 +116,8 @@ def compute_op_types(model_dir: Path) -> list[str]:
     from modelpress.core import artifacts
 
     graph = onnx.load(str(artifacts.onnx_file(model_dir)), load_external_data=False).graph
-    return [op for op, _ in Counter(n.op_type for n in graph.node if n.op_type in COMPUTE_OPS).most_common()]
+    ops = Counter(n.op_type for n in graph.node)
+    return [op for op, _ in ops.most_common() if op in COMPUTE_OPS], bool(ops["Softmax"] and ops["MatMul"])
 
 
 class Bench:
@@ -168,12 +171,13 @@ class Bench:
         return {**scores["candidate"], **compare(self.task, out, self.source_out, scores)}, dict(self.source_scores)
 
 
-def candidates(config: QuantizeConfig, best: Candidate, op_types: list[str]) -> list[QuantizeConfig]:
+def candidates(config: QuantizeConfig, best: Candidate, op_types: list[str],
+               attention: bool) -> list[QuantizeConfig]:
     """One knob of `best` changed at a time, for every knob the recipe left unset; then op types kept float."""
     out = []
     for knob, values in KNOBS:
-        if getattr(config, knob) is not None:
-            continue  # the recipe pinned it
+        if getattr(config, knob) is not None or (knob == "fuse" and not attention):
+            continue  # the recipe pinned it, or there is nothing to fuse
         out += [best.config.model_copy(update={knob: v}) for v in values]
     if config.tune is not None and config.tune.float_op_types and not config.float_op_types:
         out += [best.config.model_copy(update={"float_op_types": (op,)}) for op in op_types]
@@ -194,7 +198,8 @@ def tune(model_dir: Path, data: DatasetSplits | None, config: QuantizeConfig, ta
     ctx = TuneContext(ctx.baseline, ctx.gates, batch, ctx.threads, ctx.say)
     bench = Bench(ctx.baseline or model_dir, data, target, tune_cfg.split, ctx)
     recipe_gates = active_gates(ctx.gates, bench.task, target.name)
-    op_types = compute_op_types(model_dir) if tune_cfg.float_op_types else []
+    op_types, attention = graph_facts(model_dir)
+    op_types = op_types if tune_cfg.float_op_types else []
     lat_key = f"latency_ratio_b{batch}"
     tried: dict[tuple, Candidate] = {}
     work = Path(tempfile.mkdtemp(prefix="modelpress-tune-"))
@@ -251,7 +256,7 @@ def tune(model_dir: Path, data: DatasetSplits | None, config: QuantizeConfig, ta
                 "set the quantize keys that fail explicitly, or drop quantize.tune",
             )
         rank = lambda c: c.rank(tune_cfg.objective, batch)  # noqa: E731
-        for cfg in candidates(config, best, op_types):
+        for cfg in candidates(config, best, op_types, attention):
             cand = attempt(cfg, best)
             if cand is not None and rank(cand) < rank(best):
                 best = cand

@@ -27,6 +27,8 @@ WITH_DISTILL = {"distill": {"student": {"nas": True}}}
     ({"space": {"depth": {"min": 1, "max": 4}}}, "digits-cnn has at most 3 conv blocks"),
     ({"space": {"family": "mlp", "kernel_sizes": [3]}}, "space.kernel_sizes applies to digits-cnn only"),
     ({"space": {"family": "mlp", "skip": [True]}}, "space.skip applies to digits-cnn only"),
+    ({"space": {"family": "mlp", "heads": ["pool"]}}, "space.heads applies to digits-cnn only"),
+    ({"space": {"heads": ["average"]}}, "heads"),
     ({"space": {"kernel_sizes": [3, 3]}}, "lists a choice twice"),
     ({"space": {"kernel_sizes": [7]}}, "kernel_sizes"),
     ({"trials": 0}, "trials: Input should be greater than or equal to 1"),
@@ -63,15 +65,20 @@ def test_the_genome_builds_every_family_and_round_trips():
     import optuna
 
     cfg = parse_config(NasConfig, {"space": {"widths": [4, 8], "hidden": [16]}}, "nas")
-    spec = DigitsCNNSpec(channels=(8, 4), kernels=(5, 3), hidden=16, activation="relu", residual=True)
-    params = params_of(spec, cfg.space)
-    assert spec_from(suggest(optuna.trial.FixedTrial(params), cfg.space), cfg.space, 10, (1, 8, 8)) == spec
+    import torch
+
+    for head in ("flatten", "pool"):
+        spec = DigitsCNNSpec(channels=(8, 4), kernels=(5, 3), hidden=16, activation="relu", residual=True, head=head)
+        params = params_of(spec, cfg.space)
+        assert spec_from(suggest(optuna.trial.FixedTrial(params), cfg.space), cfg.space, 10, (1, 8, 8)) == spec
+        assert build_model(spec)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    # The pooled head feeds the dense layer one value per channel: 4 x 16 weights instead of 4 x 2 x 2 x 16.
+    linear = [m for m in build_model(spec).modules() if isinstance(m, torch.nn.Linear)][0]
+    assert linear.in_features == 4
     mlp = parse_config(NasConfig, {"space": {"family": "mlp", "depth": {"min": 1, "max": 2}, "widths": [5, 7],
                                              "activations": ["gelu"]}}, "nas")
     built = spec_from({"depth": 2, "width_0": 7, "width_1": 5, "activation": "gelu"}, mlp.space, 3, (30,))
     assert built == MLPSpec(in_features=30, hidden=(7, 5), activation="gelu", num_classes=3)
-    import torch
-
     assert build_model(built)(torch.zeros(2, 30)).shape == (2, 3)
 
 

@@ -169,3 +169,9 @@ def test_nothing_quantizable_is_never_labelled_int8(tmp_path, data, mode):
         get_technique("quantize").apply(src, data, QuantizeConfig(mode=mode, format="qdq"),
                                         parse_target("cpu-x86-int8"), tmp_path / "q")
     assert not (tmp_path / "q" / "model.onnx").exists()
+
+
+def test_fusing_a_graph_without_transformer_blocks_is_refused_in_one_line(onnx_dir, data, tmp_path):
+    with pytest.raises(ModelpressError, match="found nothing to fuse in model.onnx") as err:
+        quantize(onnx_dir, data, tmp_path, fuse="bert")
+    assert "\n" not in str(err.value) and not (tmp_path / "q" / "model.onnx").exists()

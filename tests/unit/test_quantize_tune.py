@@ -78,7 +78,7 @@ def fake(monkeypatch):
         f = Fake(table)
         monkeypatch.setattr(ort_quantize, "quantize_once", f.quantize_once)
         monkeypatch.setattr(tune, "Bench", f.bench)
-        monkeypatch.setattr(tune, "compute_op_types", lambda model_dir: list(op_types))
+        monkeypatch.setattr(tune, "graph_facts", lambda model_dir: (list(op_types), False))
         return f
     return install
 
