@@ -145,9 +145,11 @@ def _fuse(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
     """
     from onnxruntime.transformers.optimizer import optimize_model
 
+    heads, hidden = attention_shape(src)
     try:
         with contextlib.redirect_stdout(sys.stderr):
-            model = optimize_model(str(src), model_type=settings.fuse, use_gpu=False)
+            model = optimize_model(str(src), model_type=settings.fuse, num_heads=heads, hidden_size=hidden,
+                                   use_gpu=False)
     except Exception as exc:  # noqa: BLE001 - its failures are many and unlisted; one line says which
         raise ModelpressError(f"ONNX Runtime's transformer optimizer failed on {src.name} ({_first_line(exc)})",
                               "drop quantize.fuse") from None
@@ -160,9 +162,53 @@ def _fuse(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
             "the optimizer does not match; torch's eager attention is matched)",
         )
     model.save_model_to_file(str(dst))
-    notes["preprocess"] = "replaced by the transformer optimizer"
+    notes["preprocess"] = "replaced by the transformer optimizer" + (
+        f" ({heads} heads of {hidden // heads}, read from the graph)" if heads else "")
     notes["fused"] = fused
     return dst
+
+
+def attention_shape(path: Path) -> tuple[int, int]:
+    """(attention heads, hidden size) of a BERT-style graph, or (0, 0) to leave them to ONNX Runtime's detection.
+
+    The hidden size is the length of the layer norms' scale. The heads come from the shape torch's export
+    builds (a Concat) for the view (batch, sequence, heads, head size): two constants side by side, either
+    heads and head size (their product the hidden size) or -1 and the head size. ONNX Runtime's own
+    detection looks for constant Reshape shapes, which torch's exports of eager attention do not have.
+    """
+    from collections import Counter
+
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: i for i in graph.initializer}
+    consts = {n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant" and n.attribute
+              and n.attribute[0].name == "value"}
+    sizes = Counter(inits[n.input[1]].dims[0] for n in graph.node
+                    if n.op_type == "LayerNormalization" and len(n.input) > 1 and n.input[1] in inits)
+    if not sizes:
+        return 0, 0
+    hidden = sizes.most_common(1)[0][0]
+    through = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Unsqueeze"}
+
+    def scalar(name: str) -> int | None:
+        name = through.get(name, name)
+        tensor = inits.get(name) or consts.get(name)
+        if tensor is None or tensor.data_type not in (onnx.TensorProto.INT64, onnx.TensorProto.INT32):
+            return None
+        values = numpy_helper.to_array(tensor).reshape(-1)
+        return int(values[0]) if values.size == 1 else None
+
+    for node in graph.node:
+        if node.op_type == "Concat":
+            values = [scalar(i) for i in node.input]
+            for a, b in zip(values, values[1:]):
+                if a is None or b is None or b <= 1 or hidden % b:
+                    continue
+                if a == -1 or (a > 0 and a * b == hidden and a < b):
+                    return hidden // b, hidden
+    return 0, hidden
 
 
 def _preprocess(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:

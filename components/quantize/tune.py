@@ -171,16 +171,14 @@ class Bench:
         return {**scores["candidate"], **compare(self.task, out, self.source_out, scores)}, dict(self.source_scores)
 
 
-def candidates(config: QuantizeConfig, best: Candidate, op_types: list[str],
-               attention: bool) -> list[QuantizeConfig]:
-    """One knob of `best` changed at a time, for every knob the recipe left unset; then op types kept float."""
-    out = []
-    for knob, values in KNOBS:
-        if getattr(config, knob) is not None or (knob == "fuse" and not attention):
-            continue  # the recipe pinned it, or there is nothing to fuse
-        out += [best.config.model_copy(update={knob: v}) for v in values]
+def stages(config: QuantizeConfig, op_types: list[str], attention: bool) -> list[tuple[str, tuple[Any, ...]]]:
+    """The knobs tuning changes, in order, with their values: those the recipe left unset, then op types kept float.
+
+    Each stage's candidates are the best so far with that one knob changed (coordinate descent)."""
+    out = [(knob, values) for knob, values in KNOBS
+           if getattr(config, knob) is None and (knob != "fuse" or attention)]
     if config.tune is not None and config.tune.float_op_types and not config.float_op_types:
-        out += [best.config.model_copy(update={"float_op_types": (op,)}) for op in op_types]
+        out.append(("float_op_types", tuple((op,) for op in op_types)))
     return out
 
 
@@ -256,10 +254,11 @@ def tune(model_dir: Path, data: DatasetSplits | None, config: QuantizeConfig, ta
                 "set the quantize keys that fail explicitly, or drop quantize.tune",
             )
         rank = lambda c: c.rank(tune_cfg.objective, batch)  # noqa: E731
-        for cfg in candidates(config, best, op_types, attention):
-            cand = attempt(cfg, best)
-            if cand is not None and rank(cand) < rank(best):
-                best = cand
+        for knob, values in stages(config, op_types, attention):
+            for value in values:
+                cand = attempt(best.config.model_copy(update={knob: value}), best)
+                if cand is not None and rank(cand) < rank(best):
+                    best = cand
         assert best.result is not None  # noqa: S101 - a measured candidate was built
         shutil.copytree(best.result.model_dir, out_dir, dirs_exist_ok=True)
         ordered = list(tried.values())

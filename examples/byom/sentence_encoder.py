@@ -95,6 +95,9 @@ def main() -> int:
     ap.add_argument("--sentences", type=int, default=320, help=f"sentences (> {N_TRAIN + N_VAL})")
     ap.add_argument("--max-length", type=int, default=128, help="tokens per row, padded")
     ap.add_argument("--flavor", choices=["onnx", "transformers"], default="onnx", help="how the model is logged")
+    ap.add_argument("--attention", choices=["sdpa", "eager"], default="sdpa",
+                    help="attention as exported (sdpa: transformers' default; eager: what ONNX Runtime's transformer "
+                    "optimizer fuses into one Attention op, see quantize.fuse)")
     args = ap.parse_args()
     if args.sentences <= N_TRAIN + N_VAL:
         ap.error(f"--sentences must be more than {N_TRAIN + N_VAL} to leave a test split")
@@ -102,7 +105,7 @@ def main() -> int:
 
     model_dir = str(get_model_path())
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoder = Encoder(AutoModel.from_pretrained(model_dir)).eval()
+    encoder = Encoder(AutoModel.from_pretrained(model_dir, attn_implementation=args.attention)).eval()
     texts = sentences(args.sentences)
     tok = tokenizer(texts, padding="max_length", truncation=True, max_length=args.max_length,
                     return_tensors="np")

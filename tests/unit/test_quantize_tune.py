@@ -214,3 +214,12 @@ def test_a_long_note_is_tagged_as_json_that_parses():
     assert json.loads(tag) == {"settings": {"mode": "static"}, "stayed_float": "in technique_notes.json",
                                "tune": {"candidates": [{"label": "y" * 50}] * 20}}
     assert json.loads(note_tag({"a": 1})) == {"a": 1}
+
+
+def test_each_stage_starts_from_the_best_so_far(fake, tmp_path):
+    """Coordinate descent: once reduce-range off wins, the calibration and op-type candidates keep it off."""
+    fake({**TABLE, "reduce_range:False": (0.9, 320, 0.98)})
+    result, _ = run_tune(tmp_path, gates=(ACCURACY, NOT_SLOWER))
+    labels = [c["label"] for c in result.notes["tune"]["candidates"]]
+    after = labels[labels.index("static qoperator minmax per-channel") + 1:]
+    assert after and all("reduce-range" not in label for label in after)
