@@ -44,10 +44,8 @@ def main() -> int:
     ap.add_argument("--trial-epochs", type=int, default=15, help="each trial's distillation epochs (default 15)")
     ap.add_argument("--no-accuracy-floor", action="store_true",
                     help="constrain only parameters and latency to the reference's (not its validation accuracy)")
-    ap.add_argument("--out", type=Path, default=None,
-                    help=f"JSON results file (default {RESULTS}, or nas_digits_no_floor.json with --no-accuracy-floor)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     args = ap.parse_args()
-    args.out = args.out or (RESULTS.with_name("nas_digits_no_floor.json") if args.no_accuracy_floor else RESULTS)
 
     import optuna
     import torch
@@ -159,33 +157,9 @@ def main() -> int:
                              and lat[name] <= lat[ref] and params <= ref_params})
                 say(f"  {name}: test {acc:.4f}, {lat[name]:.3f} ms, {params} params")
 
-    def mean(model: str, key: str) -> float:
-        """Over the seeds whose search found a feasible trial."""
-        return statistics.mean(r[key] for r in rows if r["model"] == model and r[key] is not None)
-
-    print(f"Teacher: digits CNN (13,802 params). Reference: x0.45 student ({ref_params:,} params). {args.seeds} seeds, "
-          f"{args.trials} trials per search; static INT8 on the CPU provider, batch 64; constraints: the reference's "
-          f"{'parameters and latency' if args.no_accuracy_floor else 'validation accuracy, parameters and latency'}.\n")
-    print("| student | test accuracy (mean) | vs x0.45 | latency b64 (mean ms) | vs x0.45 | params (mean) | "
-          "dominates x0.45 |")
-    print("|---|---|---|---|---|---|---|")
-    for model in (ref, "nsga2", "random"):
-        wins = sum(r["dominates_reference"] for r in rows if r["model"] == model)
-        found = sum(r["test_accuracy"] is not None for r in rows if r["model"] == model)
-        if not found:
-            print(f"| {model} | no feasible trial in any seed | | | | | 0/{args.seeds} seeds |")
-            continue
-        print(f"| {model} | {mean(model, 'test_accuracy') * 100:.2f}% | "
-              f"{(mean(model, 'test_accuracy') - mean(ref, 'test_accuracy')) * 100:+.2f} pt | "
-              f"{mean(model, 'latency_ms_b64'):.3f} | {mean(model, 'latency_ms_b64') / mean(ref, 'latency_ms_b64'):.2f}x | "
-              f"{mean(model, 'params'):,.0f} | " + ("-" if model == ref else f"{wins}/{args.seeds} seeds"
-                                                   + (f" ({args.seeds - found} without a feasible trial)"
-                                                      if found < args.seeds else "")) + " |")
-
     import onnxruntime
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
+    result = {
         "command": "python benchmarks/nas_digits.py" + (f" --seeds {args.seeds}" if args.seeds != 3 else "")
         + (f" --trials {args.trials}" if args.trials != 40 else "")
         + (f" --trial-epochs {args.trial_epochs}" if args.trial_epochs != 15 else "")
@@ -196,9 +170,45 @@ def main() -> int:
                     "onnxruntime": onnxruntime.__version__},
         "reference": {"params": ref_params, "trial_latency_ms_b64": ref_latency, "trial_val_accuracy": ref_trial.accuracy},
         "space": SPACE,
-        "searches": searches, "rows": rows}, indent=2))
+        "searches": searches, "rows": rows}
+    print(table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {args.out}", file=sys.stderr)
     return 0
+
+
+def table(result: dict) -> str:
+    """The results as Markdown (also the README's block, `benchmarks/readme_tables.py`)."""
+    rows, ref = result["rows"], "x0.45 (hand-made)"
+    seeds = len({r["seed"] for r in rows})
+    trials = max(s["trials"] for s in result["searches"])
+
+    def mean(model: str, key: str) -> float:
+        """Over the seeds whose search found a feasible trial."""
+        return statistics.mean(r[key] for r in rows if r["model"] == model and r[key] is not None)
+
+    bounds = "validation accuracy, parameters and latency" if result["accuracy_floor"] else "parameters and latency"
+    lines = [f"Teacher: digits CNN (13,802 params). Reference: x0.45 student ({result['reference']['params']:,} "
+             f"params). {seeds} seeds, {trials} trials per search; static INT8 on the CPU provider, batch 64; "
+             f"constraints: the reference's {bounds}. CPU flags: {', '.join(result['machine']['cpu_flags'])}; "
+             f"{result['machine']['cores']} cores.", "",
+             "| student | test accuracy (mean) | vs x0.45 | latency b64 (mean ms) | vs x0.45 | params (mean) | "
+             "dominates x0.45 |", "|---|---|---|---|---|---|---|"]
+    for model in (ref, "nsga2", "random"):
+        wins = sum(r["dominates_reference"] for r in rows if r["model"] == model)
+        found = sum(r["test_accuracy"] is not None for r in rows if r["model"] == model)
+        if not found:
+            lines.append(f"| {model} | no feasible trial in any seed | | | | | 0/{seeds} seeds |")
+            continue
+        lines.append(
+            f"| {model} | {mean(model, 'test_accuracy') * 100:.2f}% | "
+            f"{(mean(model, 'test_accuracy') - mean(ref, 'test_accuracy')) * 100:+.2f} pt | "
+            f"{mean(model, 'latency_ms_b64'):.3f} | {mean(model, 'latency_ms_b64') / mean(ref, 'latency_ms_b64'):.2f}x | "
+            f"{mean(model, 'params'):,.0f} | " + ("-" if model == ref else f"{wins}/{seeds} seeds"
+                                                 + (f" ({seeds - found} without a feasible trial)"
+                                                    if found < seeds else "")) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
