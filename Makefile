@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-tune peers-venv bench-report clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-tune bench-minilm-peers peers-venv bench-report clean
 
 setup: $(VENV)/.installed
 
@@ -29,7 +29,7 @@ unit: setup
 compile: setup
 	$(BIN)/modelpress compile --all build/kfp
 
-bench: bench-digits bench-tune bench-minilm bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
+bench: bench-digits bench-tune bench-minilm bench-minilm-peers bench-prune bench-prune-minilm bench-distill bench-nas bench-deep-compress bench-data-range bench-startup
 	$(MAKE) bench-report
 
 # The README's generated result blocks, from benchmarks/results/*.json (the tests fail when they drift).
@@ -74,6 +74,9 @@ $(PEERS_VENV)/.installed:
 
 bench-tune: setup peers-venv
 	$(BIN)/python benchmarks/quantize_tune_digits.py --peers-python $(PEERS_VENV)/bin/python
+
+bench-minilm-peers: setup peers-venv
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quantize_minilm_peers.py --peers-python $(PEERS_VENV)/bin/python
 
 bench-deep-compress: setup
 	$(BIN)/python benchmarks/deep_compress_digits.py

@@ -43,7 +43,7 @@ def main() -> int:
     import numpy as np
     import onnxruntime as ort
 
-    from modelpress.components.evaluate.measure import all_outputs, cpu_flags, session, time_interleaved
+    from modelpress.components.evaluate.measure import all_outputs, cpu_flags, session
     from modelpress.components.export_onnx.onnx_export import export_onnx
     from modelpress.components.quantize.calibration import ListReader, calibration_batches
     from modelpress.components.quantize.settings import QuantizeConfig
@@ -94,16 +94,9 @@ def main() -> int:
             return out, {"settings": "quantize_static defaults: QDQ, per-tensor, U8S8, MinMax"}
 
         timed("ONNX Runtime quantize_static defaults", ort_defaults)
-        peers = _peers(args.peers_python, files["FP32"], calib, root / "peers", say)
-        for tool in PEERS:
-            label = {"olive": "Olive OnnxStaticQuantization defaults", "nncf": "NNCF quantize defaults"}[tool]
-            info = peers.get(tool, {"error": "not run"})
-            if "error" in info:
-                rows[label] = {"error": info["error"]}
-                continue
-            files[label] = root / "peers" / f"{tool}.onnx"
-            rows[label] = {"settings": info.get("settings"), "version": info.get("version"),
-                           "quantize_seconds": info.get("seconds")}
+        peers = run_peers(args.peers_python, files["FP32"], calib, root / "peers", say)
+        add_peers(peers, {"olive": "Olive OnnxStaticQuantization defaults", "nncf": "NNCF quantize defaults"},
+                  root / "peers", files, rows)
 
         test = data.get("test")
         output = session(files["FP32"], "CPUExecutionProvider", None).get_outputs()[0].name
@@ -114,15 +107,7 @@ def main() -> int:
                                              size_bytes=files[name].stat().st_size)
         for b in (1, 64):
             feed = {k: np.ascontiguousarray(v[np.arange(b) % len(v)]) for k, v in test.inputs.items()}
-            ratios: dict[str, list[float]] = {name: [] for name in sessions}
-            for _ in range(args.rounds):
-                lat = time_interleaved(sessions, feed, args.runs, 20)
-                for name in sessions:
-                    ratios[name].append(lat[name][0] / lat["FP32"][0])
-                rows["FP32"].setdefault(f"latency_p50_ms_b{b}", []).append(lat["FP32"][0])
-            for name, values in ratios.items():
-                rows[name][f"latency_ratio_b{b}"] = statistics.median(values)
-                rows[name][f"latency_ratio_b{b}_range"] = [min(values), max(values)]
+            timed_rounds(sessions, feed, args.rounds, args.runs, 20, rows, f"b{b}")
             say(f"timed batch {b}")
 
     command = "python benchmarks/quantize_tune_digits.py" + (f" --rounds {args.rounds}" if args.rounds != 5 else "") \
@@ -137,8 +122,36 @@ def main() -> int:
     return 0
 
 
-def _peers(python: Path, model: Path, calib: dict, out: Path, say) -> dict:
-    """Olive's and NNCF's own defaults, run in their virtualenv; {tool: {"error": ...}} when they cannot run."""
+def add_peers(peers: dict, labels: dict[str, str], folder: Path, files: dict, rows: dict) -> None:
+    """Each peer's file and row under its label; a peer that failed gets a row with its one-line error."""
+    for tool, label in labels.items():
+        info = peers.get(tool, {"error": "not run"})
+        if "error" in info:
+            rows[label] = {"error": info["error"]}
+            continue
+        files[label] = folder / f"{tool}.onnx"
+        rows[label] = {"settings": info.get("settings"), "version": info.get("version"),
+                       "quantize_seconds": info.get("seconds")}
+
+
+def timed_rounds(sessions: dict, feed: dict, rounds: int, runs: int, warmup: int, rows: dict, batch: str) -> None:
+    """Every model timed taking turns with FP32, `rounds` times: each row gets the median ratio and its range."""
+    from modelpress.components.evaluate.measure import time_interleaved
+
+    ratios: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(rounds):
+        lat = time_interleaved(sessions, feed, runs, warmup)
+        for name in sessions:
+            ratios[name].append(lat[name][0] / lat["FP32"][0])
+        rows["FP32"].setdefault(f"latency_p50_ms_{batch}", []).append(lat["FP32"][0])
+    for name, values in ratios.items():
+        rows[name][f"latency_ratio_{batch}"] = statistics.median(values)
+        rows[name][f"latency_ratio_{batch}_range"] = [min(values), max(values)]
+
+
+def run_peers(python: Path, model: Path, calib: dict, out: Path, say, mode: str = "static") -> dict:
+    """Olive's and NNCF's own defaults (`mode`: static or dynamic), run in their virtualenv;
+    {tool: {"error": ...}} when they cannot run."""
     import numpy as np
 
     if not python.is_file():
@@ -146,7 +159,8 @@ def _peers(python: Path, model: Path, calib: dict, out: Path, say) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "calib.npz", **calib)
     proc = subprocess.run([str(python), str(HERE / "peers" / "quantize_peers.py"), "--model", str(model),
-                           "--calib", str(out / "calib.npz"), "--out", str(out)], capture_output=True, text=True)
+                           "--calib", str(out / "calib.npz"), "--out", str(out), "--mode", mode],
+                          capture_output=True, text=True)
     if proc.returncode != 0 or not (out / "peers.json").is_file():
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1][:200]
         return {t: {"error": f"quantize_peers.py failed: {tail}"} for t in PEERS}

@@ -1,9 +1,14 @@
-"""Quantize an ONNX model with peer tools (Olive, NNCF) using their default static INT8 PTQ.
+"""Quantize an ONNX model with peer tools (Olive, NNCF) using their default INT8 PTQ.
 
 Runs in the separate peers virtualenv (see README.md), never in the modelpress venv:
 
     /work/peers-venv/bin/python benchmarks/peers/quantize_peers.py \
-        --model fp32.onnx --calib calib.npz --out OUTDIR [--tools olive nncf]
+        --model fp32.onnx --calib calib.npz --out OUTDIR [--tools olive nncf] [--mode static|dynamic]
+
+--mode static (default): Olive OnnxStaticQuantization and nncf.quantize, both calibrated from --calib.
+--mode dynamic: Olive OnnxDynamicQuantization (no calibration data); NNCF has no dynamic quantization
+for ONNX, so it runs its default static nncf.quantize as in static mode (and says so in peers.json).
+--calib may be left out only for `--mode dynamic --tools olive`.
 
 Writes OUTDIR/<tool>.onnx (one self-contained file) for every tool that succeeds and
 OUTDIR/peers.json with {tool: {"version", "seconds", "settings"}} or {tool: {"error"}}.
@@ -28,6 +33,7 @@ import onnx
 from onnx import helper
 
 TOOLS = ("olive", "nncf")
+MODES = ("static", "dynamic")
 OLIVE_DATASET = "modelpress_npz_calibration"
 
 
@@ -36,9 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, type=Path, help="float32 ONNX model to quantize")
     parser.add_argument(
         "--calib",
-        required=True,
         type=Path,
-        help=".npz with one array [N, ...] per model input, keyed by input name",
+        help=".npz with one array [N, ...] per model input, keyed by input name"
+        " (required unless --mode dynamic --tools olive)",
     )
     parser.add_argument(
         "--out", required=True, type=Path, help="output folder for <tool>.onnx and peers.json"
@@ -46,11 +52,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tools", nargs="+", choices=TOOLS, default=list(TOOLS), help="peer tools to run (default: all)"
     )
+    parser.add_argument(
+        "--mode",
+        choices=MODES,
+        default="static",
+        help="static (default): calibrated INT8 PTQ for both tools; dynamic: Olive OnnxDynamicQuantization"
+        " (NNCF has no dynamic mode and still runs its static defaults)",
+    )
     args = parser.parse_args(argv)
+    if args.calib is None and needs_calibration(args.mode, args.tools):
+        parser.error("--calib is required unless --mode dynamic --tools olive")
     for path in (args.model, args.calib):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             parser.error(f"no such file: {path}")
     return args
+
+
+def needs_calibration(mode: str, tools: list[str]) -> bool:
+    """Olive's dynamic pass needs no data; everything else (NNCF always) calibrates."""
+    return mode == "static" or "nncf" in tools
 
 
 def keep_offline() -> None:
@@ -104,14 +124,52 @@ def quantizer_kind(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto]) -> 
     return f"activations {qtype}" if node.op_type == "QuantizeLinear" else None
 
 
+def integer_op_kinds(
+    node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], producers: dict[str, onnx.NodeProto]
+) -> set[str]:
+    """Weights and activations of dynamic quantization (DynamicQuantizeLinear, *Integer, quantized Gather)."""
+    if node.op_type == "DynamicQuantizeLinear":
+        return {"activations uint8 dynamic (per-tensor, asymmetric, range computed at run time)"}
+    if node.op_type == "DequantizeLinear":
+        # onnxruntime's GatherQuant: Gather on a quantized table, then DequantizeLinear of the rows
+        gather = producers.get(node.input[0])
+        table = inits.get(gather.input[0]) if gather is not None and gather.op_type == "Gather" else None
+        if table is None or table.data_type == onnx.TensorProto.FLOAT:
+            return set()
+        qtype = helper.tensor_dtype_to_np_dtype(table.data_type).name
+        scale = inits.get(node.input[1])
+        per_channel = scale is not None and len(scale.dims) > 0 and scale.dims[0] > 1
+        return {f"Gather tables {qtype} per-{'channel' if per_channel else 'tensor'}"}
+    if node.op_type not in ("MatMulInteger", "ConvInteger"):
+        return set()
+    weight = inits.get(node.input[1]) if len(node.input) > 1 else None
+    if weight is None:
+        return set()
+    qtype = helper.tensor_dtype_to_np_dtype(weight.data_type).name
+    zero_point = inits.get(node.input[3]) if len(node.input) > 3 and node.input[3] else None
+    per_channel = zero_point is not None and len(zero_point.dims) > 0 and zero_point.dims[0] > 1
+    return {f"weights {qtype} per-{'channel' if per_channel else 'tensor'}"}
+
+
 def describe_quantization(model: onnx.ModelProto) -> str:
-    """What the quantized graph actually holds: format, weight/activation types, quantized biases."""
+    """What the quantized graph actually holds: format, quantized ops, weight/activation types, biases."""
     ops = Counter(node.op_type for node in model.graph.node)
     qoperator = any(op.startswith("QLinear") or op.endswith("Integer") for op in ops)
     fmt = "QOperator" if qoperator else "QDQ" if ops["DequantizeLinear"] else "not quantized"
     inits = {init.name: init for init in model.graph.initializer}
     kinds = {quantizer_kind(node, inits) for node in model.graph.node} - {None}
-    return "observed: " + ", ".join([fmt, *sorted(k.replace("bias", "int32 biases") for k in kinds)])
+    producers = {out: node for node in model.graph.node for out in node.output}
+    for node in model.graph.node:
+        kinds |= integer_op_kinds(node, inits, producers)
+    quant_ops = (
+        "QuantizeLinear",
+        "DequantizeLinear",
+        "DynamicQuantizeLinear",
+        *sorted(op for op in ops if op.startswith("QLinear") or op.endswith("Integer")),
+    )
+    counts = " ".join(f"{op}x{ops[op]}" for op in quant_ops if ops[op])
+    described = [fmt, *sorted(k.replace("bias", "int32 biases") for k in kinds)]
+    return "observed: " + ", ".join(described) + (f"; ops {counts}" if counts else "")
 
 
 def save_single_file(model: onnx.ModelProto, out_path: Path) -> None:
@@ -119,14 +177,24 @@ def save_single_file(model: onnx.ModelProto, out_path: Path) -> None:
     onnx.save_model(model, str(out_path), save_as_external_data=False)
 
 
-def quantize_olive(model_path: Path, samples: list[dict[str, np.ndarray]], out_path: Path) -> dict:
-    """Olive workflow with one OnnxStaticQuantization pass at its defaults, CPU EP."""
-    from olive.data.registry import Registry
+def quantize_olive(
+    model_path: Path, samples: list[dict[str, np.ndarray]] | None, out_path: Path, mode: str = "static"
+) -> dict:
+    """Olive workflow with one OnnxStaticQuantization or OnnxDynamicQuantization pass at its defaults, CPU EP."""
     from olive.workflows import run as olive_run
 
-    # Olive's default dataloader batches with batch_size=1, so hand it samples without the batch dim.
-    unbatched = [({name: a[0] for name, a in feed.items()}, 0) for feed in samples]
-    Registry.register_dataset(OLIVE_DATASET)(lambda **_: unbatched)
+    if mode == "static":
+        from olive.data.registry import Registry
+
+        # Olive's default dataloader batches with batch_size=1, so hand it samples without the batch dim;
+        # its calibration reader then feeds every input by name, cast to the graph input's dtype.
+        unbatched = [({name: a[0] for name, a in feed.items()}, 0) for feed in samples]
+        Registry.register_dataset(OLIVE_DATASET)(lambda **_: unbatched)
+        data_configs = [{"name": "calib", "load_dataset_config": {"type": OLIVE_DATASET}}]
+        quant_pass = {"type": "OnnxStaticQuantization", "data_config": "calib"}
+    else:
+        data_configs = []
+        quant_pass = {"type": "OnnxDynamicQuantization"}
 
     with tempfile.TemporaryDirectory(prefix="olive_peers_") as work:
         config = {
@@ -137,8 +205,8 @@ def quantize_olive(model_path: Path, samples: list[dict[str, np.ndarray]], out_p
                     "accelerators": [{"device": "cpu", "execution_providers": ["CPUExecutionProvider"]}],
                 }
             },
-            "data_configs": [{"name": "calib", "load_dataset_config": {"type": OLIVE_DATASET}}],
-            "passes": {"quantization": {"type": "OnnxStaticQuantization", "data_config": "calib"}},
+            "data_configs": data_configs,
+            "passes": {"quantization": quant_pass},
             "engine": {
                 "host": "local_system",
                 "target": "local_system",
@@ -163,16 +231,37 @@ def quantize_olive(model_path: Path, samples: list[dict[str, np.ndarray]], out_p
     return {
         "version": version("olive-ai"),
         "seconds": round(seconds, 3),
-        "settings": f"{olive_defaults()}; {describe_quantization(model)}",
+        "settings": f"{olive_defaults(mode)}; {describe_quantization(model)}",
     }
 
 
-def olive_defaults() -> str:
-    """The OnnxStaticQuantization defaults, read from Olive rather than restated."""
+def olive_defaults(mode: str = "static") -> str:
+    """The OnnxStaticQuantization / OnnxDynamicQuantization defaults, read from Olive rather than restated."""
     from olive.hardware.accelerator import AcceleratorSpec
-    from olive.passes.onnx.quantization import OnnxStaticQuantization
+    from olive.passes.onnx.quantization import OnnxDynamicQuantization, OnnxStaticQuantization
 
     spec = AcceleratorSpec(accelerator_type="cpu", execution_provider="CPUExecutionProvider")
+    if mode == "dynamic":
+        params = OnnxDynamicQuantization.default_config(spec)
+        keys = (
+            "precision",
+            "op_types_to_quantize",
+            "per_channel",
+            "reduce_range",
+            "weight_symmetric",
+            "activation_symmetric",
+            "quant_preprocess",
+        )
+        shown = ", ".join(
+            f"{k}={getattr(params[k].default_value, 'value', params[k].default_value)}" for k in keys
+        )
+        return (
+            f"OnnxDynamicQuantization defaults on CPUExecutionProvider"
+            f" (onnxruntime {version('onnxruntime')} quantize_dynamic): {shown}"
+            " (precision is the weight type; op_types_to_quantize=None means onnxruntime's IntegerOps"
+            " registry: MatMul, Conv, Gather, Attention, ...; activations are quantized at run time"
+            " by DynamicQuantizeLinear); no calibration data"
+        )
     params = OnnxStaticQuantization.default_config(spec)
     keys = (
         "quant_format",
@@ -196,8 +285,13 @@ def olive_defaults() -> str:
     )
 
 
-def quantize_nncf(model_path: Path, samples: list[dict[str, np.ndarray]], out_path: Path) -> dict:
-    """nncf.quantize at its defaults (CPU target), every calibration sample used once."""
+def quantize_nncf(
+    model_path: Path, samples: list[dict[str, np.ndarray]], out_path: Path, mode: str = "static"
+) -> dict:
+    """nncf.quantize at its defaults (CPU target), every calibration sample used once.
+
+    NNCF has no dynamic quantization for ONNX models, so mode="dynamic" runs the same static defaults.
+    """
     import nncf
 
     model = onnx.load(str(model_path))
@@ -208,7 +302,8 @@ def quantize_nncf(model_path: Path, samples: list[dict[str, np.ndarray]], out_pa
     save_single_file(quantized, out_path)
     seconds = time.perf_counter() - start
     settings = (
-        "nncf.quantize defaults, target_device=CPU: preset=None (= performance: symmetric weights"
+        ("NNCF has no dynamic mode; static defaults: " if mode == "dynamic" else "")
+        + "nncf.quantize defaults, target_device=CPU: preset=None (= performance: symmetric weights"
         " and activations), fast_bias_correction=True, ranges: weights min/max,"
         f" activations mean over samples of per-sample min/max; subset_size={len(samples)}, calibration batch 1"
     )
@@ -219,12 +314,18 @@ def quantize_nncf(model_path: Path, samples: list[dict[str, np.ndarray]], out_pa
     }
 
 
-def run_tool(name: str, model_path: Path, samples: list[dict[str, np.ndarray]], out_dir: Path) -> dict:
+def run_tool(
+    name: str,
+    model_path: Path,
+    samples: list[dict[str, np.ndarray]] | None,
+    out_dir: Path,
+    mode: str = "static",
+) -> dict:
     """Run one tool; a failure becomes a one-line error instead of stopping the others."""
     quantize = {"olive": quantize_olive, "nncf": quantize_nncf}[name]
     out_path = out_dir / f"{name}.onnx"
     try:
-        return quantize(model_path, samples, out_path)
+        return quantize(model_path, samples, out_path, mode)
     except Exception as exc:  # any tool failure is reported, not fatal
         traceback.print_exc(file=sys.stderr)
         out_path.unlink(missing_ok=True)
@@ -235,14 +336,16 @@ def run_tool(name: str, model_path: Path, samples: list[dict[str, np.ndarray]], 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     keep_offline()
-    try:
-        samples = load_calibration(args.calib, graph_inputs(args.model))
-    except (ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    samples = None
+    if args.calib is not None:
+        try:
+            samples = load_calibration(args.calib, graph_inputs(args.model))
+        except (ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     args.out.mkdir(parents=True, exist_ok=True)
 
-    results = {name: run_tool(name, args.model, samples, args.out) for name in args.tools}
+    results = {name: run_tool(name, args.model, samples, args.out, args.mode) for name in args.tools}
     (args.out / "peers.json").write_text(json.dumps(results, indent=2) + "\n")
     for name, entry in results.items():
         outcome = (
