@@ -143,30 +143,26 @@ def test_missing_provider_is_recorded_not_hidden(demo_source, server_env, client
     assert json.loads(mv.tags["modelpress.note.quantize"])["settings"]["mode"] == "fp16"
 
 
-def test_qat_chain_is_recorded(demo_source, server_env, client, tmp_path):
+def test_qat_then_a_tuned_quantize_records_the_chain_and_every_candidate(demo_source, server_env, client, tmp_path):
+    """QAT, then quantize.tune through the real pipeline: the chain is recorded, the candidates are measured, the
+    kept one is registered and tagged, and the run's report lists them. No timing is asserted: which candidate
+    wins is the machine's."""
+    import re
+
     recipe = tmp_path / "qat.yaml"
-    recipe.write_text(FAST + "target: cpu-arm64-int8\nquantize:\n  qat: {epochs: 1}\n")
+    recipe.write_text(FAST + "target: cpu-arm64-int8\nquantize:\n  qat: {epochs: 1}\n"
+                      "  tune: {latency_runs: 5, max_candidates: 3}\n")
     proc = run_cli(["run", "--recipe", str(recipe)], server_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "qat epoch 1/1" in proc.stderr
-    mv = client.get_model_version_by_alias("digits-cnn.cpu-arm64-int8", "candidate")
-    assert mv.tags["modelpress.chain"] == "qat>export_onnx>quantize"
-
-
-def test_a_tuned_variant_records_every_candidate_it_measured(demo_source, server_env, client, tmp_path):
-    """quantize.tune through the real pipeline: the candidates are measured, the kept one is registered and
-    tagged, and the run's report lists them. No timing is asserted: which candidate wins is the machine's."""
-    import re
-
-    recipe = tmp_path / "tuned.yaml"
-    recipe.write_text(FAST + "target: cpu-arm64-int8\nquantize:\n  tune: {latency_runs: 5, max_candidates: 3}\n")
-    proc = run_cli(["run", "--recipe", str(recipe)], server_env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tune 3:" in proc.stderr and "tune 4:" not in proc.stderr
     version = re.search(r"models:/digits-cnn\.cpu-arm64-int8/(\d+)", proc.stdout).group(1)
     mv = client.get_model_version("digits-cnn.cpu-arm64-int8", version)
+    assert mv.tags["modelpress.chain"] == "qat>export_onnx>quantize"
     tuned = json.loads(mv.tags["modelpress.note.quantize"])["tune"]
     assert len(tuned["candidates"]) == 3 and mv.tags["modelpress.quantize.tuned"] == tuned["chosen_label"]
+    # QAT prepared the weights for static INT8: a dynamic candidate is never built.
+    assert all(not c["label"].startswith("dynamic") for c in tuned["candidates"])
     report = re.search(r"report \(accuracy, latency, size; Pareto front\): (\S+)", proc.stdout + proc.stderr).group(1)
     assert "Quantization tuning" in open(report).read()
 
