@@ -149,25 +149,28 @@ class Bench:
                               "size_bytes": float(path.stat().st_size)}
         self.feed = feed_rows(self.part.inputs, self.batch)
 
-    def latency(self, model_dir: Path, runs: int) -> tuple[float, float]:
-        """Candidate and source p50 (ms) at the batch size, timed taking turns."""
-        from modelpress.components.evaluate.measure import session, time_interleaved
+    def session(self, model_dir: Path) -> Any:
+        """One session per candidate, on the target's provider: it is timed, then scored."""
+        from modelpress.components.evaluate.measure import session
         from modelpress.core import artifacts
 
-        cand = session(artifacts.onnx_file(model_dir), self.provider, self.threads)
+        return session(artifacts.onnx_file(model_dir), self.provider, self.threads)
+
+    def latency(self, cand: Any, runs: int) -> tuple[float, float]:
+        """Candidate and source p50 (ms) at the batch size, timed taking turns."""
+        from modelpress.components.evaluate.measure import time_interleaved
+
         lat = time_interleaved({"candidate": cand, "source": self.source}, self.feed, runs, min(20, runs))
         return lat["candidate"][0], lat["source"][0]
 
-    def scores(self, model_dir: Path) -> tuple[dict[str, float], dict[str, float]]:
+    def scores(self, cand: Any, size: float) -> tuple[dict[str, float], dict[str, float]]:
         """Candidate metrics (its scores and the comparisons, as the evaluate step names them) and the source's."""
-        from modelpress.components.evaluate.measure import all_outputs, session
+        from modelpress.components.evaluate.measure import all_outputs
         from modelpress.components.evaluate.scoring import compare, score
-        from modelpress.core import artifacts
 
-        path = artifacts.onnx_file(model_dir)
-        out = all_outputs(session(path, self.provider, self.threads), self.part.inputs, self.output)
+        out = all_outputs(cand, self.part.inputs, self.output)
         scores = {"candidate": {**score(self.task, out, self.source_out, self.part, self.info),
-                                "size_bytes": float(path.stat().st_size)}, "source": self.source_scores}
+                                "size_bytes": size}, "source": self.source_scores}
         return {**scores["candidate"], **compare(self.task, out, self.source_out, scores)}, dict(self.source_scores)
 
 
@@ -225,14 +228,15 @@ def tune(model_dir: Path, data: DatasetSplits | None, config: QuantizeConfig, ta
             cand.status = "cannot win: larger than the best passing candidate"
             ctx.say(f"tune {n}: {cand.label}: {cand.status}")
             return cand
-        cand_ms, src_ms = bench.latency(cand.result.model_dir, tune_cfg.latency_runs)
+        sess = bench.session(cand.result.model_dir)
+        cand_ms, src_ms = bench.latency(sess, tune_cfg.latency_runs)
         cand.metrics |= {f"latency_p50_ms_b{batch}": cand_ms, lat_key: cand_ms / src_ms}
         if tune_cfg.objective == "latency" and beaten and cand.metrics[lat_key] > best.metrics[lat_key] * CANNOT_WIN:
             cand.status = f"cannot win: {cand.metrics[lat_key]:.2f}x latency against the best's " \
                           f"{best.metrics[lat_key]:.2f}x"
             ctx.say(f"tune {n}: {cand.label}: {cand.status}")
             return cand
-        scores, source = bench.scores(cand.result.model_dir)
+        scores, source = bench.scores(sess, size)
         cand.metrics |= scores
         cand.metrics["size_ratio"] = size / source["size_bytes"]
         source |= {f"latency_p50_ms_b{batch}": src_ms}

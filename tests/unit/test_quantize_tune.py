@@ -60,11 +60,13 @@ class Fake:
         class Bench:
             task, provider = "classification", "CPUExecutionProvider"
 
-            def latency(self, model_dir, runs):
-                return fake.table[fake.dirs[model_dir]][0] * 0.2, 0.2
+            def session(self, model_dir):
+                return fake.dirs[model_dir]  # the candidate's name stands in for its session
 
-            def scores(self, model_dir):
-                name = fake.dirs[model_dir]
+            def latency(self, name, runs):
+                return fake.table[name][0] * 0.2, 0.2
+
+            def scores(self, name, size):
                 fake.scored.append(name)
                 return {"accuracy": fake.table[name][2], "size_bytes": fake.table[name][1]}, \
                     {"accuracy": 0.98, "size_bytes": 1000.0}
