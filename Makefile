@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-tune bench-minilm-peers peers-venv bench-report clean
+.PHONY: setup demo test unit compile bench bench-digits bench-minilm bench-prune bench-prune-minilm bench-prune-coverage bench-distill bench-nas bench-deep-compress bench-data-range bench-startup bench-tune bench-minilm-peers peers-venv bench-report gpu-bundle clean
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,11 @@ bench-tune: setup peers-venv
 
 bench-minilm-peers: setup peers-venv
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/quantize_minilm_peers.py --peers-python $(PEERS_VENV)/bin/python
+
+# GPU targets: build the variants and inputs here, then on a machine with a GPU and onnxruntime-gpu run
+# `python benchmarks/gpu_targets.py run --bundle .gpu/bundle` (numpy and onnxruntime only).
+gpu-bundle: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu_targets.py prepare --bundle .gpu/bundle
 
 bench-deep-compress: setup
 	$(BIN)/python benchmarks/deep_compress_digits.py

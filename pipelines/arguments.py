@@ -47,7 +47,8 @@ def pipeline_arguments(recipe: Any, tracking_uri: str, force: bool = False) -> d
         return json.dumps(None if value is None else value.model_dump(mode="json"))
 
     run = RunContext(source=recipe.source, config_hash=recipe.config_hash(),
-                     trust_pickled_source=recipe.trust_pickled_source, recipe=recipe.name)
+                     trust_pickled_source=recipe.trust_pickled_source, recipe=recipe.name,
+                     objective=recipe.objective, latency_batch=recipe.latency_batch())
     gates = None if recipe.gates is None else [g.model_dump(mode="json") for g in recipe.gates]
     return {
         "tracking_uri": tracking_uri,

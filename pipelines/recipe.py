@@ -34,7 +34,7 @@ from modelpress.pipelines.resources import ResourcesConfig
 from modelpress.registry.uris import parse_model_uri
 from modelpress.registry.variants import VariantConfig
 from modelpress.validators.data_checks import DataChecksConfig
-from modelpress.validators.gates import Gate, active_gates, gates_for
+from modelpress.validators.gates import Gate, Objective, active_gates, gates_for
 from modelpress.validators.model_checks import ModelChecksConfig
 
 RECIPE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -79,6 +79,12 @@ class RecipeBase(FrozenConfig):
     resources: ResourcesConfig = Field(
         default_factory=ResourcesConfig, description="CPU and memory requests and limits of the pipeline's tasks.",
     )
+    objective: Objective = Field(
+        default="latency",
+        description="What the variants are for. latency: on CPU INT8 targets a variant slower than its source at "
+        "the largest evaluate batch size fails (unless a gate of yours holds a latency metric), and quantize.tune "
+        "keeps the fastest passing candidate. size: no such gate; tune keeps the smallest passing file.",
+    )
     trust_pickled_source: bool = Field(
         default=False,
         description="Load a source logged as a pickled torch module (mlflow.pytorch before MLflow 3). Unpickling "
@@ -107,6 +113,21 @@ class RecipeBase(FrozenConfig):
                     raise ValueError("give `target` or `targets`, not both")
                 data["targets"] = [one]
         return data
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_objective(cls, data: Any) -> Any:
+        """quantize.tune optimises the recipe's objective; an objective written in only one place is both."""
+        quantize = data.get("quantize") if isinstance(data, dict) else None
+        tune = quantize.get("tune") if isinstance(quantize, dict) else None
+        if not isinstance(tune, dict):
+            return data
+        mine, theirs = data.get("objective"), tune.get("objective")
+        if mine is not None and theirs is not None and mine != theirs:
+            raise ValueError(f"objective {mine} and quantize.tune.objective {theirs} disagree: keep one "
+                             "(the top-level objective also sets the default latency gate)")
+        chosen = mine or theirs or "latency"
+        return {**data, "objective": chosen, "quantize": {**quantize, "tune": {**tune, "objective": chosen}}}
 
     @field_validator("targets")
     @classmethod
@@ -174,9 +195,14 @@ class RecipeBase(FrozenConfig):
                 raise ValueError(f"no gate applies to target {target}: add one without `targets`, or list it")
         return self
 
+    def latency_batch(self) -> int:
+        """The batch size the default latency gate measures at: the evaluate step's largest."""
+        return max(self.evaluate.batch_sizes)
+
     def active_gates(self, task: str, target: str | None = None) -> tuple[Gate, ...]:
         """The gates a candidate for `target` (default: the first) must pass, for the run's task."""
-        return active_gates(self.gates, task, target or self.targets[0])
+        return active_gates(self.gates, task, target or self.targets[0], objective=self.objective,
+                            batch=self.latency_batch())
 
     def unmeasurable_gates(self) -> dict[str, list[str]]:
         """Per task kind, the gated metrics a run of that task could not measure (resolve refuses those)."""

@@ -137,11 +137,38 @@ def gates_for(gates: tuple[Gate, ...], target: str) -> tuple[Gate, ...]:
     return tuple(g for g in gates if g.applies_to(target))
 
 
-def active_gates(gates: tuple[Gate, ...] | None, task: str, target: str) -> tuple[Gate, ...]:
-    """What a candidate for `target` must pass: the recipe's gates, or (None) the task's defaults."""
+Objective = Literal["latency", "size"]
+
+
+def latency_guard(target: str, objective: Objective, batch: int) -> Gate | None:
+    """The default latency gate: on a CPU INT8 target, when the objective is latency, the variant may not be
+    slower than its source at `batch` (the evaluate step's largest). None where it does not apply.
+
+    INT8 is not faster by itself: on small models quantize/dequantize overhead can make it twice as slow,
+    and a variant slower than its source on its own target breaks the product's promise."""
+    from modelpress.core.hardware import parse_target
+
+    if objective != "latency" or not parse_target(target).guards_latency:
+        return None
+    return Gate(metric=f"latency_ratio_b{batch}", direction="lower_is_better", value=ValueThreshold(upper=1.0))
+
+
+def recipe_gates(gates: tuple[Gate, ...] | None, task: str, target: str) -> tuple[Gate, ...]:
+    """The recipe's gates that apply on `target`, or (None) the task's defaults."""
     from modelpress.core.tasks import default_gates
 
     return gates_for(gates if gates is not None else default_gates(task), target)
+
+
+def active_gates(gates: tuple[Gate, ...] | None, task: str, target: str, *, objective: Objective,
+                 batch: int) -> tuple[Gate, ...]:
+    """What a candidate for `target` must pass: `recipe_gates`, plus the latency guard (`latency_guard`)
+    unless one of them already holds a latency metric."""
+    chosen = recipe_gates(gates, task, target)
+    guard = latency_guard(target, objective, batch)
+    if guard is None or any(g.metric.startswith("latency_") for g in chosen):
+        return chosen
+    return (*chosen, guard)
 
 
 def _describe(gate: Gate) -> str:

@@ -50,7 +50,8 @@ def gate_step(
     run = parse_run(run_json)
     evaluation = json.loads(Path(evaluation_json).read_text())
     candidate, baseline = gate_inputs(evaluation)
-    gates = active_gates(config.gates, evaluation.get("task", "classification"), target)
+    gates = active_gates(config.gates, evaluation.get("task", "classification"), target,
+                         objective=run.objective, batch=run.latency_batch)
     # The typed checker decides; the Great Expectations cross-check only where the recipe asks (its import
     # alone is most of this step's time).
     results = check_all(gates, candidate, baseline).results

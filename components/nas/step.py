@@ -66,7 +66,7 @@ def trial_context(config: NasConfig, model_in: Path, dataset: Path, targets: lis
     from modelpress.core.data import DatasetSplits
     from modelpress.core.hardware import parse_target
     from modelpress.core.technique import get_technique
-    from modelpress.validators.gates import active_gates
+    from modelpress.validators.gates import recipe_gates
 
     torch.set_num_threads(1)  # workers share the machine: one core each
     teacher = Teacher(Path(model_in))
@@ -76,7 +76,8 @@ def trial_context(config: NasConfig, model_in: Path, dataset: Path, targets: lis
     target = parse_target(config.target or targets[0])
     batch = config.batch_size or max(parse_config(EvaluateConfig, evaluate_json, "evaluate").batch_sizes)
     teacher_val = float((teacher(torch.from_numpy(data.x_val)).argmax(1).numpy() == data.y_val).mean())
-    gates = active_gates(GateConfig.from_sections(gates_json, "{}").gates, data.info.get("task", "classification"),
+    # Only accuracy gates become trial constraints (`search.gate_constraints`): no latency guard here.
+    gates = recipe_gates(GateConfig.from_sections(gates_json, "{}").gates, data.info.get("task", "classification"),
                          target.name)
     return search.TrialContext(
         teacher=teacher, data=data, config=config, target=target, batch_size=batch,

@@ -36,7 +36,8 @@ class TuneConfig(FrozenConfig):
 
     objective: Literal["latency", "size"] = Field(
         default="latency", description="What the kept candidate minimises among those passing the gates: latency "
-        "on the target's provider at `batch_size` (as a ratio to the source, timed taking turns), or file size.",
+        "on the target's provider at `batch_size` (as a ratio to the source, timed taking turns), or file size. "
+        "In a recipe it is the recipe's `objective` (giving both, they must agree).",
     )
     batch_size: int | None = Field(
         default=None, ge=1, le=65536, description="Batch latency is timed at; None: the largest evaluate batch size."

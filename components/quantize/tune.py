@@ -4,8 +4,9 @@ Candidates start from the target's defaults and whatever the recipe's quantize s
 knob at a time is changed (coordinate descent, like Intel Neural Compressor's basic strategy):
 transformer fusion (on graphs with attention), mode, format, per-channel scales, reduce-range,
 calibration method, then keeping each quantized compute op type in float. A change is kept when the candidate ranks better:
-1. it passes the recipe's gates, checked with the gate step's typed checker on the validation split
-   against the source (gates on metrics tuning does not measure are left to the gate step);
+1. it passes the recipe's gates and the default latency gate (`validators.gates.active_gates`), checked
+   with the gate step's typed checker on the validation split against the source (gates on metrics
+   tuning does not measure are left to the gate step);
 2. then fewer failed gates;
 3. then the objective: latency as a ratio to the source, timed taking turns on the target's own
    provider at the batch size; or file size.
@@ -196,9 +197,11 @@ def tune(model_dir: Path, data: DatasetSplits | None, config: QuantizeConfig, ta
         raise ModelpressError("quantize.tune scores candidates on the dataset, and none was given",
                               "pass the source model's dataset, or drop quantize.tune")
     batch = tune_cfg.batch_size or ctx.batch_size
+    # The latency guard sits at the evaluate step's batch; measured here only when tuning times that batch.
+    guard_batch = ctx.batch_size
     ctx = TuneContext(ctx.baseline, ctx.gates, batch, ctx.threads, ctx.say)
     bench = Bench(ctx.baseline or model_dir, data, target, tune_cfg.split, ctx)
-    recipe_gates = active_gates(ctx.gates, bench.task, target.name)
+    recipe_gates = active_gates(ctx.gates, bench.task, target.name, objective=tune_cfg.objective, batch=guard_batch)
     op_types, attention = graph_facts(model_dir)
     op_types = op_types if tune_cfg.float_op_types else []
     lat_key = f"latency_ratio_b{batch}"

@@ -79,6 +79,11 @@ class HardwareTarget(FrozenConfig):
         return self
 
     @property
+    def guards_latency(self) -> bool:
+        """CPU INT8: a variant slower than its source fails by default (`validators.gates.latency_guard`)."""
+        return self.precision == "int8" and self.provider == "CPUExecutionProvider"
+
+    @property
     def provider(self) -> str:
         """The provider this target is meant for (latency is measured on it)."""
         return self.execution_providers[0]

@@ -23,7 +23,9 @@ def test_three_demos_at_once_on_a_fresh_store(tmp_path):
     scratch = tmp_path.parent / f"{tmp_path.name}-scratch"  # their temporary folder: left empty afterwards
     scratch.mkdir()
     env["TMPDIR"] = str(scratch)
-    procs = [subprocess.Popen([sys.executable, "-m", "modelpress", "demo", "--quiet"], cwd=tmp_path, env=env,
+    # objective size: whether a variant registers must not depend on timing (tests/conftest.py::run_cli)
+    demo = [sys.executable, "-m", "modelpress", "demo", "--quiet", "--objective", "size"]
+    procs = [subprocess.Popen(demo, cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(3)]
     outs = [p.communicate(timeout=900) for p in procs]
     for p, (_, err) in zip(procs, outs):
@@ -41,7 +43,7 @@ def test_three_demos_at_once_on_a_fresh_store(tmp_path):
     assert sum(1 for line in outs[0][1].splitlines() if "training digits-cnn" in line) <= 1
 
     # SIGKILL while the tasks run (the CLI and every task it started), then the next start settles it.
-    cmd = [sys.executable, "-m", "modelpress", "demo", "--quiet"]
+    cmd = demo
     victim = subprocess.Popen([*cmd, "--force"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 300

@@ -27,9 +27,14 @@ def test_recipe_defaults():
     assert r.gates is None and r.task.kind == "auto"  # each task brings its own default gates
     g = r.active_gates("classification")[0]
     assert g.metric == "accuracy" and g.change.max_degradation == 0.01
-    assert [(g.metric, g.direction, g.change.max_relative_degradation) for g in r.active_gates("regression")] == [
-        ("rmse", "lower_is_better", 0.05)]
-    assert [(g.metric, g.value.lower) for g in r.active_gates("embedding")] == [("cosine_mean", 0.98)]
+    g = r.active_gates("regression")[0]
+    assert (g.metric, g.direction, g.change.max_relative_degradation) == ("rmse", "lower_is_better", 0.05)
+    g = r.active_gates("embedding")[0]
+    assert (g.metric, g.value.lower) == ("cosine_mean", 0.98)
+    # objective latency (the default) on a CPU INT8 target: not slower than the source at batch 64
+    assert r.objective == "latency"
+    assert {r.active_gates(task)[-1].metric for task in ("classification", "regression", "embedding")} == {
+        "latency_ratio_b64"}
 
 
 def test_recipe_unknown_key_names_the_key(tmp_path):

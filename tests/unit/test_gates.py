@@ -143,7 +143,7 @@ from modelpress.components.gate.step import gate_step
 out = Path(sys.argv[1])
 evaluation = {"task": "classification", "candidate": {"accuracy": 0.97, "size_bytes": 10.0},
               "source": {"accuracy": 0.98, "size_bytes": 40.0},
-              "comparison": {"top1_agreement": 0.99, "size_ratio": 0.25},
+              "comparison": {"top1_agreement": 0.99, "size_ratio": 0.25, "latency_ratio_b64": 0.9},
               "checks": {"onnx_checker": {"passed": True, "detail": "valid"}},
               "environment": {"target_provider": "CPUExecutionProvider", "latency_provider": "CPUExecutionProvider"}}
 (out / "evaluation.json").write_text(json.dumps(evaluation))
