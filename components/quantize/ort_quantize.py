@@ -146,6 +146,16 @@ def _fuse(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
     heads, hidden = attention_shape(src)
+    own = 0
+    if heads:  # recent transformers exports: attention in a form ONNX Runtime's optimizer does not match
+        import onnx
+
+        from modelpress.components.quantize.attention_fusion import fuse_attention
+
+        model = onnx.load(str(src))
+        if own := fuse_attention(model, heads):
+            src = dst.with_name("attention.onnx")
+            onnx.save_model(model, str(src))
     try:
         with contextlib.redirect_stdout(sys.stderr):
             model = optimize_model(str(src), model_type=settings.fuse, num_heads=heads, hidden_size=hidden,
@@ -154,6 +164,8 @@ def _fuse(src: Path, dst: Path, settings: QuantSettings, notes: dict) -> Path:
         raise ModelpressError(f"ONNX Runtime's transformer optimizer failed on {src.name} ({_first_line(exc)})",
                               "drop quantize.fuse") from None
     fused = {op: n for op, n in model.get_fused_operator_statistics().items() if n}
+    if own:
+        fused["Attention"] = max(fused.get("Attention", 0), own)
     if not any(n for op, n in fused.items() if op in ("Attention", "MultiHeadAttention", "SkipLayerNormalization",
                                                        "LayerNormalization", "Gelu", "FastGelu", "BiasGelu")):
         raise ModelpressError(
