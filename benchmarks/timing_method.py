@@ -33,7 +33,7 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).parent))
     from quantize_minilm import BATCH, SEQ, export
 
-    from modelpress.components.evaluate.measure import cpu_flags, session
+    from modelpress.components.evaluate.measure import machine, session
     from modelpress.components.quantize.settings import QuantizeConfig
     from modelpress.core import artifacts
     from modelpress.core.hardware import parse_target
@@ -70,7 +70,7 @@ def main() -> int:
             print(f"block {block:2d}: FP32 {p50['fp32']:.1f} ms, INT8 {p50['int8']:.1f} ms, "
                   f"{p50['int8'] / p50['fp32']:.2f}x", file=sys.stderr)
     result = {"command": "HF_HUB_OFFLINE=1 python benchmarks/timing_method.py", "batch": BATCH, "seq_len": SEQ,
-              "runs": args.runs, "cores": os.cpu_count(), "cpu_flags": cpu_flags(), "rows": rows}
+              "runs": args.runs, "machine": machine(), "rows": rows}
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
@@ -80,8 +80,9 @@ def main() -> int:
 
 def table(result: dict) -> str:
     one = result["rows"][0]
+    m = result.get("machine", result)  # measured before `machine` was recorded: flags and cores at the top
     lines = [f"all-MiniLM-L6-v2, batch {result['batch']} x {result['seq_len']}, {result['runs']} timed runs per "
-             f"model and row; {result['cores']} cores, CPU flags: {', '.join(result['cpu_flags'])}", "",
+             f"model and row; {m['cores']} cores, CPU flags: {', '.join(m['cpu_flags'])}", "",
              "| models take turns | FP32 p50 ms | dynamic INT8 p50 ms | INT8 vs FP32 |", "|---|---|---|---|"]
     for r in result["rows"]:
         how = "every run (cold after each switch)" if r["block"] == 1 else f"in blocks of {r['block']}"

@@ -9,6 +9,7 @@ than passing on a number from the wrong hardware.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -97,8 +98,7 @@ def time_interleaved(
     Models take turns in blocks of `BLOCK` runs, so machine drift hits all of them alike, and within a
     block a model runs warm, as a served model does: its weights in cache, its threads awake. The run
     after a switch is not timed. Switching models every run timed every run cold instead, and not
-    alike: on all-MiniLM-L6-v2, 2 cores, FP32 and dynamic INT8 each ran 1.6-1.9x their warm latency
-    (`benchmarks/timing_method.py`).
+    alike: on all-MiniLM-L6-v2 it slowed dynamic INT8 more than FP32 (`benchmarks/timing_method.py`).
     """
     import numpy as np
 
@@ -155,6 +155,8 @@ def evaluate(
         "accuracy_provider": acc_provider,
         "onnxruntime": ort.__version__,
         "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
         "cpu_flags": cpu_flags(),
     }
     if target.provider in available:
@@ -175,6 +177,31 @@ def evaluate(
         if key in out["candidate"]:
             comparison[f"latency_ratio_b{b}"] = out["candidate"][key] / out["source"][key]
     return Evaluation(out["candidate"], out["source"], comparison, env)
+
+
+def machine() -> dict[str, Any]:
+    """What a benchmark ran on, recorded with its results: CPU model, SIMD flags, cores, library versions."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("onnxruntime", "torch", "numpy", "mlflow", "kfp"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu_model(), "cpu_flags": cpu_flags(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "python": platform.python_version(), "onnxruntime": versions.get("onnxruntime"), "versions": versions}
+
+
+def cpu_model() -> str:
+    """The CPU's model name (x86 Linux), else what `platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def cpu_flags() -> list[str]:

@@ -32,3 +32,16 @@ def test_a_number_edited_by_hand_is_drift(tmp_path):
     assert proc.returncode == 1 and "results blocks quantize_digits differ" in proc.stderr
     subprocess.run([sys.executable, str(SCRIPT), "--readme", str(readme)], check=True, capture_output=True)
     assert readme.read_text() == text  # regenerated from the JSON, the edit is gone
+
+
+def test_results_page_lists_every_generated_table_under_its_machine(tmp_path):
+    page = (ROOT / "benchmarks" / "RESULTS.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for name in ("quantize_digits", "quantize_tune_digits", "gpu_targets", "timing_method"):
+        assert f"<!-- results:{name} -->" in readme and f"\n## {name}\n" in page
+    assert "## Machines" in page and "NVIDIA H200" in page
+    edited = tmp_path / "RESULTS.md"
+    edited.write_text(page.replace("## Machines", "## Machine", 1))
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--check", "--results-md", str(edited)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "RESULTS.md differs" in proc.stderr
