@@ -4,7 +4,8 @@
     python benchmarks/gpu_targets.py run --bundle DIR [--out J]  # on the GPU machine: time and score them
 
 `prepare` makes every variant with modelpress's own quantize technique (the targets' catalog defaults):
-the demo's digits CNN as FP32, fp16 and TensorRT INT8 (QDQ S8S8), and all-MiniLM-L6-v2 as FP32 and fp16.
+the demo's digits CNN as FP32, fp16 and TensorRT INT8 (QDQ S8S8), and all-MiniLM-L6-v2 as FP32, fp16, and
+fp16 after `fuse: bert` (attention, layer norm and GELU fused into ONNX Runtime's contrib ops).
 It also stores the test inputs and the FP32 outputs computed on the CPU provider.
 
 `run` needs only numpy and onnxruntime (GPU build): a bare GPU machine has no modelpress, MLflow or
@@ -54,7 +55,7 @@ def prepare(bundle: Path) -> None:
     manifest: dict = {"models": {}}
 
     def add(model: str, name: str, target: str | None, model_dir: Path) -> None:
-        dst = bundle / f"{model}-{name}.onnx"
+        dst = bundle / f"{model}-{name.replace(' ', '-')}.onnx"
         shutil.copyfile(artifacts.onnx_file(model_dir), dst)
         providers = list(parse_target(target).execution_providers) if target else None
         manifest["models"].setdefault(model, {"variants": {}})["variants"][name] = {
@@ -107,9 +108,11 @@ def _prepare_minilm(bundle: Path, add, manifest: dict) -> None:
         export(model_dir, t / "fp32" / "model.onnx")
         fp32 = artifacts.save_onnx(t / "fp32", t / "fp32" / "model.onnx")
         add("minilm", "fp32", None, fp32)
-        res = get_technique("quantize").apply(fp32, None, QuantizeConfig(), parse_target("nvidia-cuda-fp16"),
-                                              t / "fp16")
-        add("minilm", "nvidia-cuda-fp16", "nvidia-cuda-fp16", res.model_dir)
+        for name, config in (("nvidia-cuda-fp16", QuantizeConfig()),
+                             ("nvidia-cuda-fp16 fused", QuantizeConfig(fuse="bert"))):
+            res = get_technique("quantize").apply(fp32, None, config, parse_target("nvidia-cuda-fp16"),
+                                                  t / name.replace(" ", "-"))
+            add("minilm", name, "nvidia-cuda-fp16", res.model_dir)
         import onnxruntime as ort
 
         cpu = ort.InferenceSession(str(artifacts.onnx_file(fp32)), providers=["CPUExecutionProvider"])
