@@ -19,6 +19,8 @@ from modelpress.core.config import FrozenConfig
 
 # Float noise must not fail a candidate that sits exactly on a boundary.
 EPS = 1e-9
+# What a recipe's variants are for (`objective:`); latency adds `latency_guard` on CPU INT8 targets.
+Objective = Literal["latency", "size"]
 
 
 class ValueThreshold(FrozenConfig):
@@ -135,9 +137,6 @@ class Verdict:
 def gates_for(gates: tuple[Gate, ...], target: str) -> tuple[Gate, ...]:
     """The gates that apply on `target` (a canonical target name)."""
     return tuple(g for g in gates if g.applies_to(target))
-
-
-Objective = Literal["latency", "size"]
 
 
 def latency_guard(target: str, objective: Objective, batch: int) -> Gate | None:

@@ -127,6 +127,9 @@ RECIPES = {
     "deep compress on int8": ("deep_compress: {}\n", "deep_compress"),
     "data typo": ("data: {lable: y}\n", "lable: unknown key"),
     "task kind": ("task: {kind: ranking}\n", "task.kind"),
+    "objective typo": ("objective: speed\n", "objective"),
+    "objectives that disagree": ("objective: size\nquantize: {tune: {objective: latency}}\n",
+                                 "objective size and quantize.tune.objective latency disagree"),
 }
 
 
@@ -147,6 +150,7 @@ CLI = {
     "run unknown flag": (["run", "--recipie", "r.yaml"], "unrecognized arguments"),
     "run missing recipe file": (["run", "--recipe", "nowhere.yaml"], "not found"),
     "run unknown target": (["run", "--target", "tpu-v9-int4"], "unknown hardware target 'tpu-v9-int4'"),
+    "run unknown objective": (["run", "--objective", "speed"], "invalid choice: 'speed'"),
     "run fp32 target alone": (["run", "--target", "cpu-x86-fp32"], "fp32"),
     "run source not a URI": (["run", "--source", "digits-cnn"], "not a registry model URI"),
     "run source runs URI": (["run", "--source", "runs:/abc/model"], "not a registry model URI"),
