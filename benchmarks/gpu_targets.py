@@ -169,18 +169,6 @@ def _time(sessions: dict, feed: dict, runs: int, warmup: int) -> dict[str, dict[
                 "p90_ms": float(np.percentile(v, 90))} for k, v in times.items()}
 
 
-def _embed(sess, arrays: dict):
-    import numpy as np
-
-    out = []
-    for f in _batches(arrays, MINILM_BATCH):
-        hidden = sess.run(None, f)[0].astype(np.float32)
-        mask = f["attention_mask"][..., None].astype(np.float32)
-        pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
-        out.append(pooled / np.linalg.norm(pooled, axis=1, keepdims=True))
-    return np.concatenate(out)
-
-
 def run(bundle: Path, runs: int) -> dict:
     import numpy as np
     import onnxruntime as ort
@@ -210,9 +198,12 @@ def run(bundle: Path, runs: int) -> dict:
                 for name in sessions:
                     rows[name][f"latency_b{b}"] = lat[name]
         else:
+            sys.path.insert(0, str(Path(__file__).parent))
+            from quantize_minilm import embed  # numpy only: it runs where modelpress is not installed
+
             reference = data.pop("reference")
             for name, s in sessions.items():
-                cos = (_embed(s, data) * reference).sum(1)
+                cos = (embed(s, list(_batches(data, MINILM_BATCH))) * reference).sum(1)
                 rows[name]["cosine_mean"], rows[name]["cosine_min"] = float(cos.mean()), float(cos.min())
             feed = next(_batches(data, MINILM_BATCH))
             lat = _time(sessions, feed, runs, warmup=10)

@@ -270,8 +270,9 @@ def _explain_latency(recipe: Any, verdicts: list[dict]) -> list[dict]:
     explained = []
     for v in verdicts:
         guard = latency_guard(v["target"], recipe.objective, recipe.latency_batch())
+        task = v.get("evaluation", {}).get("task", "classification")
         failed = [r for r in v.get("results", []) if not r["passed"]]
-        if guard is None or recipe.gates and any(g.metric.startswith("latency_") for g in recipe.gates) \
+        if guard is None or guard not in recipe.active_gates(task, v["target"]) \
                 or [r["metric"] for r in failed] != [guard.metric]:
             continue
         ratio = failed[0]["measured"]
